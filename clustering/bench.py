@@ -1,0 +1,288 @@
+"""Benchmarks that print their figures: ``python -m clustering bench quality|ablation|speed ...``."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clustering.errors import UserError
+
+TABLE_COLUMNS = ("dataset", "method", "config", "seed", "seconds", "epochs", "acc", "nmi", "ari", "jsd", "n_nonempty")
+
+
+# ----------------------------------------------------------------------------- raw-pixel baselines
+
+
+def raw_features(data) -> np.ndarray:  # noqa: ANN001
+    x = data.inputs.float().numpy().reshape(len(data), -1)
+    return x / 255.0 if data.kind == "image" else x
+
+
+def baseline_rows(data, dataset: str, seeds: list[int], root_images=None) -> list[dict[str, Any]]:  # noqa: ANN001
+    """k-means, agglomerative (Ward) and UMAP + k-means on raw pixels, timed in this run."""
+    from sklearn.cluster import AgglomerativeClustering, KMeans
+
+    from clustering.metrics import evaluate
+
+    x = raw_features(data if root_images is None else root_images)
+    k = data.num_classes
+    rows = []
+
+    def add(name: str, seed: int, fit) -> None:  # noqa: ANN001
+        start = time.time()
+        preds = fit(seed)
+        m = evaluate(data.labels, preds)
+        rows.append({"dataset": dataset, "method": name, "config": "raw pixels", "seed": seed,
+                     "seconds": time.time() - start, "epochs": None,
+                     **{key: m[key] for key in ("acc", "nmi", "ari", "jsd", "n_nonempty")}})  # fmt: skip
+
+    for seed in seeds:
+        add("k-means", seed, lambda s: KMeans(k, n_init=10, random_state=s).fit_predict(x))
+    add("agglomerative", 0, lambda s: AgglomerativeClustering(k, linkage="ward").fit_predict(x))
+    for seed in seeds:
+
+        def umap_kmeans(s: int) -> np.ndarray:
+            import umap
+
+            emb = umap.UMAP(n_components=10, n_neighbors=15, min_dist=0.0, random_state=s).fit_transform(x)
+            return KMeans(k, n_init=10, random_state=s).fit_predict(emb)
+
+        add("umap+k-means", seed, umap_kmeans)
+    return rows
+
+
+# ----------------------------------------------------------------------------- training runs
+
+
+@dataclass
+class Job:
+    dataset: str
+    method: str
+    seed: int
+    label: str
+    params: dict[str, Any]
+    extra: dict[str, Any]
+
+
+def run_job(job: Job, args: argparse.Namespace, data) -> dict[str, Any]:  # noqa: ANN001
+    from clustering.config import TrainConfig
+    from clustering.train import train
+
+    config = TrainConfig(method=job.method, dataset=job.dataset, root=args.root if job.dataset != "digits" else None,
+                         seed=job.seed, minutes=args.minutes, epochs=args.epochs, out=str(Path(args.results) / "runs"),
+                         threads=args.threads, method_params=dict(job.params), eval_every=args.eval_every,
+                         **job.extra)  # fmt: skip
+    start = time.time()
+    result = train(config, progress=False, data=data)
+    m = result.metrics
+    return {"dataset": job.dataset, "method": job.method, "config": job.label, "seed": job.seed,
+            "seconds": time.time() - start, "epochs": result.epoch,
+            **{k: m.get(k) for k in ("acc", "nmi", "ari", "jsd", "n_nonempty")}, "run_dir": str(result.run_dir)}  # fmt: skip
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}" if value > 2 else f"{value:.3f}"
+    return str(value)
+
+
+def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean (and std of ACC) over seeds for every (dataset, method, config)."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["dataset"], row["method"], row["config"]), []).append(row)
+    out = []
+    for (dataset, method, config), items in groups.items():
+        def mean(key: str, items=items) -> float | None:
+            vals = [r[key] for r in items if isinstance(r.get(key), (int, float))]
+            return float(np.mean(vals)) if vals else None
+
+        accs = [r["acc"] for r in items if isinstance(r.get("acc"), float)]
+        out.append({"dataset": dataset, "method": method, "config": config, "seeds": len(items),
+                    "seconds": mean("seconds"), "epochs": mean("epochs"), "acc": mean("acc"),
+                    "acc_std": float(np.std(accs)) if accs else None, "nmi": mean("nmi"), "ari": mean("ari"),
+                    "jsd": mean("jsd"), "n_nonempty": mean("n_nonempty")})  # fmt: skip
+    return out
+
+
+def markdown(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_tables(rows: list[dict[str, Any]], results: Path, name: str) -> None:
+    results.mkdir(parents=True, exist_ok=True)
+    with open(results / f"{name}.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(TABLE_COLUMNS) + ["run_dir"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    summary = summarize(rows)
+    cols = ("dataset", "method", "config", "seeds", "seconds", "epochs", "acc", "acc_std", "nmi", "ari", "jsd",
+            "n_nonempty")  # fmt: skip
+    text = f"## per seed\n\n{markdown(rows, TABLE_COLUMNS)}\n\n## mean over seeds\n\n{markdown(summary, cols)}\n"
+    (results / f"{name}.md").write_text(text)
+    print(text, flush=True)
+
+
+def _load(dataset: str, root: str | None):  # noqa: ANN202
+    from clustering.data import load_dataset
+
+    return load_dataset(dataset, None if dataset == "digits" else root)
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    from clustering.methods import get_method
+
+    datasets = [d for d in args.datasets.split(",") if d]
+    methods = [m for m in args.methods.split(",") if m]
+    for m in methods:
+        get_method(m)  # fail fast on unknown names
+    seeds = list(range(args.seeds))
+    rows: list[dict[str, Any]] = []
+    for dataset in datasets:
+        data = _load(dataset, args.root)
+        if not args.no_baselines:
+            for row in baseline_rows(data, dataset, seeds):
+                rows.append(row)
+                print(" ".join(f"{k}={_fmt(row.get(k))}" for k in TABLE_COLUMNS), flush=True)
+        for method in methods:
+            for seed in seeds:
+                row = run_job(Job(dataset, method, seed, "default", {}, {}), args, data)
+                rows.append(row)
+                print(" ".join(f"{k}={_fmt(row.get(k))}" for k in TABLE_COLUMNS), flush=True)
+    write_tables(rows, Path(args.results), args.name or "quality")
+    return 0
+
+
+ABLATION_GROUPS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "variant": [("paper (literal Eq. 6)", {"variant": "paper"}), ("cosine tau=0.3", {"variant": "cosine"})],
+    "temperature": [(f"cosine tau={t}", {"variant": "cosine", "cluster_temperature": t}) for t in (0.2, 0.3, 0.5, 1.0)],
+    "khop": [(f"k={k}", {"khop": k}) for k in (1, 2, 3, 4)],
+    "tolerance": [(f"t={t}", {"tolerance": float(t)}) for t in (2, 3, 4, 5, 6)],
+}
+
+
+def cmd_ablation(args: argparse.Namespace) -> int:
+    groups = [g for g in args.groups.split(",") if g]
+    unknown = [g for g in groups if g not in ABLATION_GROUPS]
+    if unknown:
+        raise UserError(f"unknown ablation group(s) {unknown}; valid: {', '.join(ABLATION_GROUPS)}")
+    data = _load(args.dataset, args.root)
+    rows = []
+    seen: set[str] = set()
+    for group in groups:
+        for label, params in ABLATION_GROUPS[group]:
+            if label in seen:
+                continue
+            seen.add(label)
+            for seed in range(args.seeds):
+                row = run_job(Job(args.dataset, "uccc", seed, label, params, {}), args, data)
+                rows.append(row)
+                print(" ".join(f"{k}={_fmt(row.get(k))}" for k in TABLE_COLUMNS), flush=True)
+    write_tables(rows, Path(args.results), args.name or "ablation")
+    return 0
+
+
+def cmd_speed(args: argparse.Namespace) -> int:
+    """Where a training step's time goes: augmentation vs forward/backward/optimiser."""
+    import torch
+
+    from clustering.config import TrainConfig
+    from clustering.train import ViewMaker, _build, _optimizer, pick_device, resolve_config
+    from clustering.methods import Batch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = _load(args.dataset, args.root)
+    if args.image_size:
+        data = data.resized(args.image_size)
+    config = resolve_config(TrainConfig(method=args.method, dataset=args.dataset, backbone=args.backbone,
+                                        batch_size=args.batch_size), data)  # fmt: skip
+    device = pick_device(args.device)
+    method = _build(config, data, device)
+    optimizer = _optimizer(config, method.parameters())
+    views = ViewMaker(config, data, device)
+    aug_time = 0.0
+    weak = views.weak
+
+    def timed_weak(x):  # noqa: ANN001, ANN202
+        nonlocal aug_time
+        t0 = time.perf_counter()
+        out = weak(x)
+        aug_time += time.perf_counter() - t0
+        return out
+
+    views.weak = timed_weak  # type: ignore[method-assign]
+    total = 0.0
+    for i in range(args.steps + 2):
+        idx = torch.randint(0, len(data), (config.batch_size,))
+        x = data.inputs[idx].to(device)
+        if i == 2:  # two warm-up steps
+            aug_time, total = 0.0, 0.0
+        t0 = time.perf_counter()
+        out = method.training_step(Batch(inputs=x, indices=idx, views=views))
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        total += time.perf_counter() - t0
+    steps = args.steps
+    per_step = total / steps
+    print(f"{args.method} on {args.dataset} ({tuple(data.inputs.shape[1:])}), backbone {config.backbone}, "
+          f"batch {config.batch_size}, {torch.get_num_threads()} threads, device {device}")  # fmt: skip
+    print(f"  step            {per_step * 1000:8.1f} ms  ({config.batch_size / per_step:7.0f} images/s)")
+    print(f"  augmentation    {aug_time / steps * 1000:8.1f} ms  ({100 * aug_time / total:4.1f}%)")
+    print(f"  forward/backward/optimiser {(total - aug_time) / steps * 1000:8.1f} ms  "
+          f"({100 * (total - aug_time) / total:4.1f}%)")  # fmt: skip
+    print(f"  epoch of {len(data)} samples ~ {per_step * (len(data) // config.batch_size):.1f} s")
+    return 0
+
+
+def add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="benchmarks that print tables (quality, ablation, speed)")
+    bsub = bench.add_subparsers(dest="bench_command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--root", help="data root for data sets other than digits")
+        p.add_argument("--minutes", type=float, default=5.0, help="training budget per run")
+        p.add_argument("--epochs", type=int, help="epoch cap per run (default: only the time budget)")
+        p.add_argument("--seeds", type=int, default=3)
+        p.add_argument("--threads", type=int)
+        p.add_argument("--eval-every", type=int, default=5)
+        p.add_argument("--results", default="bench_results", help="folder for CSV/markdown and runs")
+        p.add_argument("--name", help="file stem of the tables")
+
+    p = bsub.add_parser("quality", help="methods vs raw-pixel baselines: ACC/NMI/ARI/JSD per seed")
+    p.add_argument("--datasets", default="digits")
+    p.add_argument("--methods", default="uccc")
+    p.add_argument("--no-baselines", action="store_true")
+    common(p)
+    p.set_defaults(func=cmd_quality)
+
+    p = bsub.add_parser("ablation", help="UCCC ablations: literal vs cosine, temperature, k-hop, tolerance t")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--groups", default="variant,temperature,khop,tolerance")
+    common(p)
+    p.set_defaults(func=cmd_ablation)
+
+    p = bsub.add_parser("speed", help="time per training step, split into augmentation and the rest")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--root")
+    p.add_argument("--method", default="uccc")
+    p.add_argument("--backbone")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=cmd_speed)

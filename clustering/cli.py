@@ -1,0 +1,199 @@
+"""Command line: ``python -m clustering train|eval|methods|datasets|bench ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from clustering.errors import UserError
+
+# Method-parameter shortcuts: flag -> name in the method's Params.
+PARAM_FLAGS = {
+    "pos_conf": "--pos-conf",
+    "tolerance": "--tolerance",
+    "khop": "--khop",
+    "variant": "--variant",
+    "cluster_temperature": "--cluster-temperature",
+    "instance_temperature": "--instance-temperature",
+}
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("what to train")
+    g.add_argument("--method", default="uccc", help="registered method (see `methods`); default uccc")
+    g.add_argument("--dataset", default="digits", help="data source (see `datasets`); default digits")
+    g.add_argument("--root", help="data root folder (or file for vectors)")
+    g.add_argument("--split", default="both", help="train, test or both (transductive, the default)")
+    g.add_argument("--download", action="store_true", help="let torchvision download the data set")
+    g.add_argument("--image-size", type=int, help="resize images once at load (default: per data set)")
+    g.add_argument("--augment", help="augmentation preset: digits, natural, natural-large, none")
+    g.add_argument("--backbone", help="cnn, resnet18, resnet34, mlp (default: per data set and method)")
+    g.add_argument("--num-clusters", type=int, help="number of clusters (default: number of classes)")
+    g = p.add_argument_group("budget and optimisation")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--minutes", type=float, help="wall-clock budget; the run ends cleanly when it is spent")
+    g.add_argument("--max-steps", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--optimizer", choices=["adam", "sgd"])
+    g.add_argument("--scheduler", choices=["none", "cosine"])
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    g.add_argument("--amp", default="auto", choices=["auto", "on", "off"], help="mixed precision (CUDA only)")
+    g.add_argument("--threads", type=int, help="torch CPU threads")
+    g.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs")
+    g.add_argument("--best-metric", default="loss", choices=["loss", "acc", "nmi", "ari"],
+                   help="what best.pt tracks (loss needs no labels)")
+    g = p.add_argument_group("method parameters")
+    g.add_argument("--pos-conf", type=float, help="UCCC positive threshold (overrides --tolerance)")
+    g.add_argument("--tolerance", type=float, help="UCCC tolerant parameter t: pos_conf = 1 - 2t/C")
+    g.add_argument("--khop", type=int, help="UCCC k-hop graph fusion")
+    g.add_argument("--variant", help="UCCC cluster loss: cosine (default) or paper (literal Eq. 6)")
+    g.add_argument("--cluster-temperature", type=float)
+    g.add_argument("--instance-temperature", type=float)
+    g.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="any method parameter, repeatable (see `methods`)")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", default="runs", help="folder holding run directories")
+    g.add_argument("--run-id", help="name of the run directory (default: time-method-dataset-random)")
+    g.add_argument("--config", help="a config.json to start from (flags override it)")
+    g.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or crashed run")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch)")
+
+
+def _method_params(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for name in PARAM_FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            params[name] = value
+    for item in args.param:
+        if "=" not in item:
+            raise UserError(f"--param expects NAME=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        params[key.strip().replace("-", "_")] = value.strip()
+    return params
+
+
+def _config_from_args(args: argparse.Namespace):  # noqa: ANN202
+    from clustering.config import TrainConfig
+
+    base = TrainConfig.load(Path(args.config)) if args.config else TrainConfig()
+    for key in ("method", "dataset", "root", "split", "download", "image_size", "augment", "backbone",
+                "num_clusters", "epochs", "minutes", "max_steps", "batch_size", "lr", "weight_decay",
+                "optimizer", "scheduler", "seed", "device", "amp", "threads", "eval_every", "best_metric",
+                "out", "run_id"):  # fmt: skip
+        value = getattr(args, key)
+        default = TrainConfig.__dataclass_fields__[key].default
+        if args.config and value == default:
+            continue  # keep the config file's value unless the flag was changed
+        setattr(base, key, value)
+    base.method_params = {**base.method_params, **_method_params(args)}
+    return base
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from clustering.train import train
+
+    progress = False if args.no_progress else None
+    if args.resume:
+        overrides = {k: getattr(args, k) for k in ("epochs", "minutes", "max_steps") if getattr(args, k) is not None}
+        result = train(resume=args.resume, overrides=overrides, progress=progress)
+    else:
+        result = train(_config_from_args(args), progress=progress)
+    m = result.metrics
+    summary = " ".join(f"{k}={m[k]:.4f}" for k in ("acc", "nmi", "ari", "jsd") if isinstance(m.get(k), float))
+    print(f"{result.state}: {result.run_dir} (epoch {result.epoch}, step {result.step}) {summary}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from clustering.train import evaluate_run
+
+    metrics = evaluate_run(Path(args.run_dir), split=args.split, which=args.checkpoint, root=args.root,
+                           device=args.device)  # fmt: skip
+    if args.json:
+        print(json.dumps({k: v for k, v in metrics.items() if k not in ("mapping", "purity")}, indent=2))
+        return 0
+    print(f"checkpoint {metrics['checkpoint']} (epoch {metrics['epoch']}, step {metrics['step']}), "
+          f"split {metrics['split']}, {metrics['num_samples']} samples")  # fmt: skip
+    for key in ("acc", "nmi", "ari", "jsd", "confidence"):
+        value = metrics.get(key)
+        print(f"  {key:<11}{'n/a (no labels)' if value is None else f'{value:.4f}'}")
+    print(f"  non-empty  {metrics['n_nonempty']} / {len(metrics['cluster_sizes'])} clusters")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from clustering.methods import default_params, get_method, method_names
+
+    for name in method_names():
+        cls = get_method(name)
+        print(f"{name:<7} {cls.description}")
+        train_defaults = ", ".join(f"{k}={v}" for k, v in cls.train_defaults.items())
+        print(f"        training: {train_defaults}")
+        params = ", ".join(f"{k}={v}" for k, v in default_params(cls).items())
+        print(f"        params:   {params}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from clustering.data import get_source, source_names
+
+    for name in source_names():
+        spec = get_source(name)
+        root = "needs --root" if spec.needs_root else "embedded"
+        print(f"{name:<14} {spec.description} ({root})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m clustering", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a run (or --resume one)")
+    _add_train_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="re-evaluate a run's checkpoint, optionally on another split")
+    p.add_argument("run_dir")
+    p.add_argument("--split", help="train, test or both (default: the run's own)")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--root", help="data root (default: the run's)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("methods", help="list the registered methods and their defaults")
+    p.set_defaults(func=cmd_methods)
+    p = sub.add_parser("datasets", help="list the data sources")
+    p.set_defaults(func=cmd_datasets)
+
+    from clustering.bench import add_bench_parser
+
+    add_bench_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except FloatingPointError as exc:
+        print(f"error: training diverged: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""The training configuration: one dataclass, resolved once into the run's ``config.json``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clustering.errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULERS = ("none", "cosine")
+AMP_MODES = ("auto", "on", "off")
+BEST_METRICS = ("loss", "acc", "nmi", "ari")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. ``None`` means "the method's or data's default";
+    :func:`clustering.train.resolve_config` fills every ``None`` before the run starts."""
+
+    method: str = "uccc"
+    dataset: str = "digits"
+    root: str | None = None
+    split: str = "both"
+    image_size: int | None = None
+    download: bool = False
+    augment: str | None = None
+    backbone: str | None = None
+    num_clusters: int | None = None
+    instance_dim: int | None = None
+    epochs: int | None = None
+    minutes: float | None = None
+    max_steps: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    optimizer: str | None = None
+    momentum: float = 0.9
+    scheduler: str | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"
+    threads: int | None = None
+    eval_every: int = 1
+    eval_batch_size: int = 1024
+    checkpoint_minutes: float = 5.0
+    best_metric: str = "loss"
+    method_params: dict[str, Any] = field(default_factory=dict)
+    out: str = "runs"
+    run_id: str | None = None
+    world_size: int = 1
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a JSON object, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"malformed config: {exc}") from None
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {str(path)!r}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ConfigError(f"config {str(path)!r} is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    def check(self) -> None:
+        """Validate the fields that do not depend on data or method."""
+
+        def choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
+            if value is not None and value not in valid:
+                raise ConfigError(f"{name} must be one of {', '.join(valid)}; got {value!r}")
+
+        choice("device", self.device, DEVICES)
+        choice("optimizer", self.optimizer, OPTIMIZERS)
+        choice("scheduler", self.scheduler, SCHEDULERS)
+        choice("amp", self.amp, AMP_MODES)
+        choice("best_metric", self.best_metric, BEST_METRICS)
+        positive = {
+            "epochs": self.epochs, "batch_size": self.batch_size, "image_size": self.image_size,
+            "max_steps": self.max_steps, "threads": self.threads, "instance_dim": self.instance_dim,
+        }  # fmt: skip
+        for name, value in positive.items():
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.batch_size is not None and self.batch_size < 2:
+            raise ConfigError(f"batch_size must be >= 2 (contrastive losses need pairs), got {self.batch_size}")
+        if self.num_clusters is not None and (not isinstance(self.num_clusters, int) or self.num_clusters < 2):
+            raise ConfigError(f"num_clusters must be an integer >= 2, got {self.num_clusters!r}")
+        if self.minutes is not None and not self.minutes > 0:
+            raise ConfigError(f"minutes must be > 0, got {self.minutes}")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.eval_every < 1:
+            raise ConfigError(f"eval_every must be >= 1, got {self.eval_every}")
+        if not isinstance(self.method_params, dict):
+            raise ConfigError("method_params must be a JSON object")
+
+
+def versions() -> dict[str, str]:
+    import numpy
+    import torch
+
+    from clustering import __version__
+
+    return {
+        "cluster_studio": __version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }

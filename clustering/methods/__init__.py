@@ -1,0 +1,18 @@
+"""Clustering methods, one small module each, registered by name."""
+
+from clustering.methods import uccc  # noqa: F401  (registers)
+from clustering.methods.registry import (
+    Batch,
+    EpochContext,
+    StepOutput,
+    default_params,
+    get_method,
+    method_names,
+    register_method,
+    resolve_params,
+)
+
+__all__ = [
+    "Batch", "EpochContext", "StepOutput", "default_params", "get_method", "method_names",
+    "register_method", "resolve_params",
+]  # fmt: skip

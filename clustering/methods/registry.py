@@ -1,0 +1,161 @@
+"""Method registry and the small protocol every method follows.
+
+A method is an ``nn.Module`` that owns a :class:`~clustering.models.ClusterModel` (``.model``)
+plus any state of its own (registered as buffers so checkpoints carry it), and implements::
+
+    training_step(batch: Batch) -> StepOutput     # loss and its parts for one batch
+
+and optionally::
+
+    on_epoch_start(context: EpochContext) -> None  # e.g. GCC rebuilds its kNN graph
+
+Each method class declares ``name``, ``description``, a ``Params`` dataclass holding its own
+hyperparameters with the paper's defaults, and ``train_defaults`` (optimizer, lr, batch size,
+...) that the trainer uses when the user does not set them. There is no base class to inherit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from clustering.errors import ConfigError
+from clustering.models import ClusterModel
+
+
+@dataclass
+class Batch:
+    """One training batch.
+
+    inputs: raw batch on the training device (uint8 images or float vectors), (B, ...).
+    indices: (B,) positions of the samples in the data set (GCC/LNSCC look neighbours up).
+    views: makes augmented views of ``inputs`` with the run's random generator.
+    """
+
+    inputs: Tensor
+    indices: Tensor
+    views: Any  # clustering.train.ViewMaker (kept loose to avoid an import cycle)
+
+
+@dataclass
+class StepOutput:
+    loss: Tensor  # scalar to minimise
+    parts: dict[str, Tensor] = field(default_factory=dict)  # named scalar parts, for logging
+
+
+@dataclass
+class EpochContext:
+    """What a method may look at between epochs."""
+
+    epoch: int
+    embed: Callable[[], Any]  # () -> dict of numpy arrays (probs, z, h) over the whole data set
+    device: torch.device
+    num_samples: int
+
+
+class Method(Protocol):
+    name: str
+    description: str
+    Params: type
+    train_defaults: dict[str, Any]
+    model: ClusterModel
+
+    def training_step(self, batch: Batch) -> StepOutput: ...
+
+
+_METHODS: dict[str, type[nn.Module]] = {}
+
+
+def register_method(cls: type[nn.Module]) -> type[nn.Module]:
+    """Class decorator: registers a method under ``cls.name`` (fails on duplicates)."""
+    for attr in ("name", "description", "Params", "train_defaults", "training_step"):
+        if not hasattr(cls, attr):
+            raise TypeError(f"method class {cls.__name__} lacks {attr!r}")
+    if not dataclasses.is_dataclass(cls.Params):
+        raise TypeError(f"{cls.__name__}.Params must be a dataclass")
+    if cls.name in _METHODS:
+        raise ValueError(f"method {cls.name!r} is registered twice")
+    _METHODS[cls.name] = cls
+    return cls
+
+
+def method_names() -> list[str]:
+    return sorted(_METHODS)
+
+
+def get_method(name: str) -> type[nn.Module]:
+    try:
+        return _METHODS[name]
+    except KeyError:
+        raise ConfigError(f"unknown method {name!r}; valid: {', '.join(method_names())}") from None
+
+
+def param_fields(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls.Params)}
+
+
+def default_params(cls: type) -> dict[str, Any]:
+    return dataclasses.asdict(cls.Params())
+
+
+def _coerce(value: Any, annotation: Any, name: str) -> Any:
+    """Convert a CLI string (or JSON value) to the field's annotated type."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, {"typing": typing})  # annotations are postponed strings
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        return _coerce(value, args[0], name)
+    if origin is typing.Literal:
+        choices = typing.get_args(annotation)
+        if value not in choices:
+            raise ConfigError(f"parameter {name!r} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        return value
+    try:
+        if annotation is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if annotation in (int, float, str):
+            if annotation is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return annotation(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"parameter {name!r} expects {annotation.__name__}, got {value!r}") from None
+    return value
+
+
+def resolve_params(cls: type, overrides: dict[str, Any]) -> Any:
+    """The method's Params with ``overrides`` applied; unknown names list the valid ones."""
+    fields = param_fields(cls)
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"method {cls.name!r} has no parameter(s) {', '.join(unknown)}; its parameters: {', '.join(fields)}"
+        )
+    hints = typing.get_type_hints(cls.Params)
+    values = {k: _coerce(v, hints.get(k, fields[k].type), k) for k, v in overrides.items()}
+    try:
+        params = cls.Params(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid parameters for method {cls.name!r}: {exc}") from None
+    validate = getattr(params, "validate", None)
+    if validate is not None:
+        try:
+            validate()
+        except ValueError as exc:
+            raise ConfigError(f"invalid parameters for method {cls.name!r}: {exc}") from None
+    return params

@@ -1,0 +1,79 @@
+"""UCCC: Unsupervised Community-consensus Contrastive Clustering (``papers/uccc.txt``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from clustering.graph import community_assignments, positive_threshold
+from clustering.losses import nt_xent, uccc_cluster_loss
+from clustering.methods.registry import Batch, StepOutput, register_method
+from clustering.models import ClusterModel
+
+
+@dataclass
+class UCCCParams:
+    """UCCC hyperparameters.
+
+    variant: ``cosine`` (default) measures the agreements of Eq. 6 by cosine similarity divided
+        by ``cluster_temperature``; ``paper`` is Eq. 6 literally (raw dot products), which
+        collapses to one cluster (see README, "UCCC must not degenerate").
+    cluster_temperature: temperature of the cosine variant (unused by ``paper``).
+    instance_temperature: tau of the NT-Xent instance loss (paper: 0.5).
+    khop: hops of the graph fusion, Eq. 5 (paper: 2).
+    tolerance: the tolerant parameter t giving pos_conf = 1 - 2t/C (paper: 4).
+    pos_conf: explicit positive threshold; overrides ``tolerance`` when set.
+    neg_conf: negative threshold (paper: 0).
+    """
+
+    variant: Literal["cosine", "paper"] = "cosine"
+    cluster_temperature: float = 0.3
+    instance_temperature: float = 0.5
+    khop: int = 2
+    tolerance: float = 4.0
+    pos_conf: float | None = None
+    neg_conf: float = 0.0
+
+    def validate(self) -> None:
+        if self.khop < 1:
+            raise ValueError(f"khop must be >= 1, got {self.khop}")
+        if self.cluster_temperature <= 0 or self.instance_temperature <= 0:
+            raise ValueError("temperatures must be > 0")
+        if self.pos_conf is not None and not -1.0 < self.pos_conf < 1.0:
+            raise ValueError(f"pos_conf must be in (-1, 1), got {self.pos_conf}")
+        if self.tolerance <= 0:
+            raise ValueError(f"tolerance must be > 0, got {self.tolerance}")
+
+    def threshold(self, num_clusters: int) -> float:
+        return self.pos_conf if self.pos_conf is not None else positive_threshold(num_clusters, self.tolerance)
+
+
+@register_method
+class UCCC(nn.Module):
+    name = "uccc"
+    description = "instance NT-Xent + community-consensus cluster loss over k-hop positive/negative graphs"
+    Params = UCCCParams
+    train_defaults = {"optimizer": "adam", "lr": 3e-4, "weight_decay": 0.0, "batch_size_per_10_clusters": 256}
+
+    def __init__(self, model: ClusterModel, params: UCCCParams, num_samples: int) -> None:
+        super().__init__()
+        self.model = model
+        self.params = params
+        self.pos_conf = params.threshold(model.num_clusters)
+
+    def training_step(self, batch: Batch) -> StepOutput:
+        p = self.params
+        n = batch.inputs.shape[0]
+        views = torch.cat([batch.views.weak(batch.inputs), batch.views.weak(batch.inputs)])
+        out = self.model(views)
+        z_a, z_b = out.z[:n], out.z[n:]
+        loss_ins = nt_xent(z_a, z_b, p.instance_temperature)
+        y_pos, y_neg = community_assignments(out.z, out.probs, self.pos_conf, p.neg_conf, p.khop)
+        cosine = p.variant == "cosine"
+        loss_clu = uccc_cluster_loss(
+            y_pos, y_neg, cosine=cosine, temperature=p.cluster_temperature if cosine else 1.0
+        )
+        return StepOutput(loss=loss_ins + loss_clu, parts={"loss_ins": loss_ins, "loss_clu": loss_clu})

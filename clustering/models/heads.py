@@ -1,0 +1,53 @@
+"""Projection heads and the clustering model that wraps backbone + heads + input normalisation."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+
+def mlp_head(in_dim: int, out_dim: int, hidden: int | None = None) -> nn.Sequential:
+    """The papers' two-layer projection head: Linear-ReLU-Linear."""
+    hidden = hidden or in_dim
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
+
+
+class Outputs(NamedTuple):
+    h: Tensor  # (B, F) backbone features
+    z: Tensor  # (B, instance_dim) instance embeddings (not normalised)
+    logits: Tensor  # (B, C) cluster logits
+    probs: Tensor  # (B, C) softmax cluster probabilities
+
+
+class ClusterModel(nn.Module):
+    """f (backbone) + g_I (instance head) + g_C (cluster head), with the input normalisation
+    stored as buffers so that a checkpoint alone can embed new images."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_clusters: int,
+        instance_dim: int = 128,
+        input_mean: Tensor | None = None,
+        input_std: Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        if num_clusters < 2:
+            raise ValueError(f"num_clusters must be >= 2, got {num_clusters}")
+        feature_dim = int(backbone.out_dim)
+        self.backbone = backbone
+        self.instance_head = mlp_head(feature_dim, instance_dim)
+        self.cluster_head = mlp_head(feature_dim, num_clusters)
+        self.num_clusters = num_clusters
+        self.register_buffer("input_mean", torch.zeros(1) if input_mean is None else input_mean.float())
+        self.register_buffer("input_std", torch.ones(1) if input_std is None else input_std.float())
+
+    def normalize(self, x: Tensor) -> Tensor:
+        return (x - self.input_mean) / self.input_std
+
+    def forward(self, x: Tensor) -> Outputs:
+        h = self.backbone(self.normalize(x))
+        logits = self.cluster_head(h)
+        return Outputs(h=h, z=self.instance_head(h), logits=logits, probs=logits.float().softmax(dim=1))

@@ -1,0 +1,328 @@
+"""The run directory: the contract between the trainer and everything that reads runs.
+
+Layout of ``runs/<run_id>/``::
+
+    config.json          full resolved config, written before the first step
+    metrics.jsonl        one JSON object per evaluation, append-only
+    status.json          state, pid, heartbeat, progress, error
+    checkpoints/last.pt  latest checkpoint (atomic write)
+    checkpoints/best.pt  best checkpoint by the run's ``best_metric``
+    predictions.npz      per-sample index, cluster, confidence, label, probs, z, h
+    STOP                 present when someone asked the run to stop cleanly
+
+Readers must cope with any file being missing or half-written: every ``read_*`` function
+here returns ``None`` (or skips a torn last line) instead of raising on partial files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import math
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+STATUS_FILE = "status.json"
+PREDICTIONS_FILE = "predictions.npz"
+STOP_FILE = "STOP"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
+
+#: Run states written to ``status.json``.
+STATES = ("created", "running", "finished", "stopped", "failed")
+#: A running run whose heartbeat is older than this is reported as ``stale`` by readers.
+STALE_AFTER_SECONDS = 120.0
+
+
+def new_run_id(method: str, dataset: str) -> str:
+    """A sortable, unique, filesystem-safe id such as ``20261123-211502-uccc-digits-3fa2``."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in f"{method}-{dataset}")
+    return f"{stamp}-{safe}-{secrets.token_hex(2)}"
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _clean_floats(obj: Any) -> Any:
+    """Replace NaN/inf by None so every line stays strict JSON (readable by any tool)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean_floats(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean_floats(v) for v in obj]
+    return obj
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    text = json.dumps(_clean_floats(obj), indent=2, default=_json_default, allow_nan=False)
+    atomic_write_bytes(path, text.encode())
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temp path next to ``path``; on success it is renamed onto ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class RunWriter:
+    """Writes one run directory. Only the trainer (rank 0) holds one."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / CHECKPOINT_DIR).mkdir(exist_ok=True)
+        self._status: dict[str, Any] = read_status(self.dir) or {}
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.dir / CHECKPOINT_DIR
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write_json(self.dir / CONFIG_FILE, config)
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        line = json.dumps(_clean_floats(row), default=_json_default, allow_nan=False)
+        # One write call per line, opened in append mode: a reader sees whole lines or a torn
+        # last line, which read_metrics skips.
+        with open(self.dir / METRICS_FILE, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+
+    def set_status(self, state: str, **fields: Any) -> None:
+        if state not in STATES:
+            raise ValueError(f"unknown run state {state!r}; valid: {', '.join(STATES)}")
+        now = time.time()
+        self._status.update(fields)
+        self._status.update(state=state, pid=os.getpid(), heartbeat=now)
+        self._status.setdefault("started", now)
+        if state in ("finished", "stopped", "failed"):
+            self._status["ended"] = now
+        else:
+            self._status.pop("ended", None)
+            if state == "running":
+                self._status.pop("error", None)
+        atomic_write_json(self.dir / STATUS_FILE, self._status)
+
+    def heartbeat(self, **fields: Any) -> None:
+        self.set_status(self._status.get("state", "running"), **fields)
+
+    def write_predictions(self, **arrays: np.ndarray) -> None:
+        with atomic_path(self.dir / PREDICTIONS_FILE) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+
+    def stop_requested(self) -> bool:
+        return (self.dir / STOP_FILE).exists()
+
+    def clear_stop_request(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.dir / STOP_FILE).unlink()
+
+
+# ---------------------------------------------------------------- readers (never raise on partial files)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_config(run_dir: Path) -> dict[str, Any] | None:
+    return read_json(Path(run_dir) / CONFIG_FILE)
+
+
+def read_status(run_dir: Path) -> dict[str, Any] | None:
+    """The status dict, with ``state`` set to ``stale`` for a run whose process is gone."""
+    status = read_json(Path(run_dir) / STATUS_FILE)
+    if status is None:
+        return None
+    if status.get("state") == "running" and not _process_alive(status):
+        status["state"] = "stale"
+    return status
+
+
+def _process_alive(status: dict[str, Any]) -> bool:
+    heartbeat = status.get("heartbeat") or 0.0
+    pid = status.get("pid")
+    if isinstance(pid, int) and pid > 0:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        except OSError:
+            return False
+        # Same machine and alive: trust it unless the heartbeat stopped long ago (pid reuse).
+        return time.time() - heartbeat < 10 * STALE_AFTER_SECONDS
+    return time.time() - heartbeat < STALE_AFTER_SECONDS
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """All complete rows of ``metrics.jsonl``; a torn or corrupt line is skipped."""
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return []
+    rows = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def read_predictions(run_dir: Path) -> dict[str, np.ndarray] | None:
+    path = Path(run_dir) / PREDICTIONS_FILE
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, KeyError):
+        return None
+    except Exception:  # zipfile.BadZipFile and friends from a half-written file
+        return None
+
+
+def checkpoint_path(run_dir: Path, which: str = "last") -> Path | None:
+    if which not in ("last", "best"):
+        raise ValueError(f"unknown checkpoint {which!r}; valid: last, best")
+    path = Path(run_dir) / CHECKPOINT_DIR / (LAST_CHECKPOINT if which == "last" else BEST_CHECKPOINT)
+    return path if path.exists() else None
+
+
+def request_stop(run_dir: Path) -> None:
+    """Ask a running trainer to stop cleanly; it checkpoints and marks the run ``stopped``."""
+    (Path(run_dir) / STOP_FILE).write_text(f"{time.time()}\n")
+
+
+def is_run_dir(path: Path) -> bool:
+    return (Path(path) / CONFIG_FILE).exists() or (Path(path) / STATUS_FILE).exists()
+
+
+@dataclass
+class RunSummary:
+    """One row of a runs table, derived only from the run directory's files."""
+
+    run_id: str
+    path: Path
+    method: str | None
+    dataset: str | None
+    state: str
+    epochs: int | None
+    steps: int | None
+    best_acc: float | None
+    best_nmi: float | None
+    best_ari: float | None
+    last_acc: float | None
+    started: float | None
+    duration: float | None
+    error: str | None
+
+    def as_row(self) -> dict[str, Any]:
+        row = dict(self.__dict__)
+        row["path"] = str(self.path)
+        return row
+
+
+def _best(rows: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+    return max(values) if values else None
+
+
+def summarize_run(run_dir: Path) -> RunSummary:
+    run_dir = Path(run_dir)
+    config = read_config(run_dir) or {}
+    status = read_status(run_dir) or {}
+    rows = read_metrics(run_dir)
+    last = rows[-1] if rows else {}
+    started = status.get("started")
+    ended = status.get("ended") or (status.get("heartbeat") if status else None)
+    return RunSummary(
+        run_id=run_dir.name,
+        path=run_dir,
+        method=config.get("method"),
+        dataset=config.get("dataset"),
+        state=status.get("state", "unknown"),
+        epochs=last.get("epoch"),
+        steps=last.get("step"),
+        best_acc=_best(rows, "acc"),
+        best_nmi=_best(rows, "nmi"),
+        best_ari=_best(rows, "ari"),
+        last_acc=last.get("acc"),
+        started=started,
+        duration=(ended - started) if started and ended else None,
+        error=status.get("error"),
+    )
+
+
+def list_runs(root: Path) -> list[RunSummary]:
+    """Every run directory directly under ``root`` (newest first); unreadable ones are skipped."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [summarize_run(p) for p in root.iterdir() if p.is_dir() and is_run_dir(p)]
+    return sorted(found, key=lambda s: (s.started or 0.0, s.run_id), reverse=True)
+
+
+def delete_run(run_dir: Path) -> None:
+    run_dir = Path(run_dir)
+    if not is_run_dir(run_dir):
+        raise ValueError(f"{run_dir} is not a run directory (no {CONFIG_FILE} or {STATUS_FILE})")
+    shutil.rmtree(run_dir)
