@@ -197,8 +197,8 @@ def cmd_speed(args: argparse.Namespace) -> int:
     import torch
 
     from clustering.config import TrainConfig
-    from clustering.train import ViewMaker, _build, _optimizer, pick_device, resolve_config
     from clustering.methods import Batch
+    from clustering.train import ViewMaker, _build, _optimizer, pick_device, resolve_config
 
     if args.threads:
         torch.set_num_threads(args.threads)

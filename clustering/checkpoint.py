@@ -37,7 +37,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{str(path)!r} is not a readable checkpoint (corrupt or foreign file): {first_line}") from None
+        raise CheckpointError(
+            f"{str(path)!r} is not a readable checkpoint (corrupt or foreign file): {first_line}"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a Cluster Studio checkpoint (no '{FORMAT}' format tag)")
     missing = [k for k in REQUIRED_KEYS if k not in payload]

@@ -123,7 +123,7 @@ def versions() -> dict[str, str]:
 
     return {
         "cluster_studio": __version__,
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
+        "torch": str(torch.__version__),  # TorchVersion is a str subclass weights_only refuses
+        "numpy": str(numpy.__version__),
         "python": platform.python_version(),
     }

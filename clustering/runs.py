@@ -154,9 +154,8 @@ class RunWriter:
         self.set_status(self._status.get("state", "running"), **fields)
 
     def write_predictions(self, **arrays: np.ndarray) -> None:
-        with atomic_path(self.dir / PREDICTIONS_FILE) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, **arrays)
+        with atomic_path(self.dir / PREDICTIONS_FILE) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
 
     def stop_requested(self) -> bool:
         return (self.dir / STOP_FILE).exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -347,7 +348,7 @@ def train(
     def save(which: str) -> None:
         nonlocal last_ckpt_time
         payload = {
-            "config": config.to_dict(), "model": method.state_dict(), "optimizer": optimizer.state_dict(),
+            "config": json.loads(json.dumps(config.to_dict())), "model": method.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "rng": capture_rng(views.generator), "epoch": epoch,
             "step": step, "batch_in_epoch": batch_in_epoch, "best_value": best_value,
             "epoch_sums": dict(epoch_sums), "epoch_batches": epoch_batches,

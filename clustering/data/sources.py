@@ -295,20 +295,34 @@ def load_svhn(root=None, split="both", download=False, **_: object) -> DataSet: 
 GRAY_SMALL = "digits"  # augmentation preset names, see clustering.augment.PRESETS
 NATURAL = "natural"
 
-register_source(DataSourceSpec("digits", load_digits, "scikit-learn's 1,797 8x8 digits (embedded, offline)",
-                               False, 16, GRAY_SMALL, 10))
-register_source(DataSourceSpec("mnist-test", load_mnist_test, "MNIST test split from its IDX files in --root",
-                               True, 28, GRAY_SMALL, 10))
-register_source(DataSourceSpec("mnist", load_mnist, "torchvision MNIST (train+test by default)",
-                               True, 28, GRAY_SMALL, 10))
-register_source(DataSourceSpec("fashion-mnist", load_fashion_mnist, "torchvision Fashion-MNIST",
-                               True, 28, GRAY_SMALL, 10))
-register_source(DataSourceSpec("cifar10", load_cifar10, "torchvision CIFAR-10 (60,000 32x32 images)",
-                               True, 32, NATURAL, 10))
-register_source(DataSourceSpec("cifar100-20", load_cifar100_20, "CIFAR-100 with its 20 superclasses",
-                               True, 32, NATURAL, 20))
-register_source(DataSourceSpec("stl10", load_stl10, "torchvision STL-10 (+ unlabeled split for the instance loss)",
-                               True, 96, NATURAL, 10))
+register_source(
+    DataSourceSpec(
+        "digits", load_digits, "scikit-learn's 1,797 8x8 digits (embedded, offline)", False, 16, GRAY_SMALL, 10
+    )
+)
+register_source(
+    DataSourceSpec(
+        "mnist-test", load_mnist_test, "MNIST test split from its IDX files in --root", True, 28, GRAY_SMALL, 10
+    )
+)
+register_source(
+    DataSourceSpec("mnist", load_mnist, "torchvision MNIST (train+test by default)", True, 28, GRAY_SMALL, 10)
+)
+register_source(
+    DataSourceSpec("fashion-mnist", load_fashion_mnist, "torchvision Fashion-MNIST", True, 28, GRAY_SMALL, 10)
+)
+register_source(
+    DataSourceSpec("cifar10", load_cifar10, "torchvision CIFAR-10 (60,000 32x32 images)", True, 32, NATURAL, 10)
+)
+register_source(
+    DataSourceSpec("cifar100-20", load_cifar100_20, "CIFAR-100 with its 20 superclasses", True, 32, NATURAL, 20)
+)
+register_source(
+    DataSourceSpec(
+        "stl10", load_stl10, "torchvision STL-10 (+ unlabeled split for the instance loss)", True, 96, NATURAL, 10
+    )
+)
 register_source(DataSourceSpec("svhn", load_svhn, "torchvision SVHN", True, 32, NATURAL, 10))
-register_source(DataSourceSpec("imagefolder", load_imagefolder, "any <root>/<class>/<image> folder",
-                               True, 32, NATURAL, None))
+register_source(
+    DataSourceSpec("imagefolder", load_imagefolder, "any <root>/<class>/<image> folder", True, 32, NATURAL, None)
+)

@@ -7,9 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def uccc_cluster_loss(
-    y_pos: Tensor, y_neg: Tensor, *, cosine: bool = False, temperature: float = 1.0
-) -> Tensor:
+def uccc_cluster_loss(y_pos: Tensor, y_neg: Tensor, *, cosine: bool = False, temperature: float = 1.0) -> Tensor:
     """Eq. 6 over community assignments of the 2N views.
 
         L = -log( sum_i exp(yp_ia . yp_ib + yn_ia . yn_ib) / sum_{i,j,m,n} exp(yp_im . yn_jn) )

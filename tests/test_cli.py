@@ -1,0 +1,120 @@
+"""The command line: clear one-line errors for bad input, and a small end-to-end train + eval."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from clustering.cli import main
+from clustering.methods import method_names
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--method", "kmeanz"], "unknown method 'kmeanz'; valid: "),
+        (["--dataset", "imagenet-1k"], "unknown dataset 'imagenet-1k'; valid: "),
+        (
+            ["--dataset", "mnist-test", "--root", "/nonexistent/mnist"],
+            "'/nonexistent/mnist' for dataset 'mnist-test' does not exist",
+        ),
+        (["--dataset", "mnist-test"], "needs --root"),
+        (["--num-clusters", "1"], "num_clusters must be an integer >= 2"),
+        (["--batch-size", "1"], "batch_size must be >= 2"),
+        (["--khop", "0"], "khop must be >= 1"),
+        (["--tolerance", "6", "--num-clusters", "5"], "not in (-1, 1)"),
+        (["--param", "nonsense=1"], "has no parameter(s) nonsense; its parameters:"),
+        (["--variant", "fancy"], "must be one of cosine, paper"),
+        (["--device", "cuda"] if not torch.cuda.is_available() else ["--method", "x"], "valid"),
+    ],
+)
+def test_bad_training_input_is_one_clear_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, args: list[str], message: str
+) -> None:
+    code, _out, err = run_cli(capsys, "train", "--out", str(tmp_path), "--max-steps", "1", *args)
+    assert code == 2
+    assert err.startswith("error: ") and "Traceback" not in err
+    if "cuda" in args:
+        assert "CUDA is not available" in err
+    else:
+        assert message in err
+
+
+def test_malformed_config_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "config.json"
+    bad.write_text("{ not json")
+    code, _, err = run_cli(capsys, "train", "--config", str(bad))
+    assert code == 2 and "is not valid JSON" in err
+    bad.write_text(json.dumps({"method": "uccc", "learning_rate": 0.1}))
+    code, _, err = run_cli(capsys, "train", "--config", str(bad))
+    assert code == 2 and "unknown config key(s) learning_rate" in err
+
+
+def _fake_run(tmp_path: Path, payload: bytes | None = None, obj: object = None) -> Path:
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"method": "uccc", "dataset": "digits", "image_size": 16}))
+    target = run / "checkpoints" / "best.pt"
+    if payload is not None:
+        target.write_bytes(payload)
+    else:
+        torch.save(obj, target)
+    return run
+
+
+def test_corrupt_checkpoint(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    run = _fake_run(tmp_path, payload=b"PK\x03\x04 this is not a checkpoint")
+    code, _, err = run_cli(capsys, "eval", str(run))
+    assert code == 2 and "is not a readable checkpoint" in err
+
+
+def test_foreign_checkpoint(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    run = _fake_run(tmp_path, obj={"state_dict": {"w": torch.zeros(2)}})
+    code, _, err = run_cli(capsys, "eval", str(run))
+    assert code == 2 and "is not a Cluster Studio checkpoint" in err
+
+
+def test_resume_of_a_folder_that_is_not_a_run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run_cli(capsys, "train", "--resume", str(tmp_path))
+    assert code == 2 and "no readable config.json" in err
+
+
+def test_methods_lists_every_registered_method(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "methods")
+    assert code == 0
+    for name in method_names():
+        assert out.count(f"\n{name} ") + out.startswith(f"{name} ") == 1
+    assert "khop=2" in out and "tolerance=4.0" in out
+
+
+def test_end_to_end_train_then_eval_on_another_split(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    train = subprocess.run(
+        [sys.executable, "-m", "clustering", "train", "--dataset", "digits", "--split", "train", "--max-steps", "6",
+         "--batch-size", "128", "--out", str(tmp_path), "--run-id", "e2e", "--no-progress", "--threads", "2"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr
+    assert "finished:" in train.stdout and "acc=" in train.stdout
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "clustering", "eval", str(tmp_path / "e2e"), "--split", "test", "--json"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    metrics = json.loads(evaluated.stdout)
+    assert metrics["num_samples"] == 297 and metrics["split"] == "test"
+    assert 0.0 <= metrics["acc"] <= 1.0 and 0.0 <= metrics["jsd"] <= 1.0

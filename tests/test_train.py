@@ -1,0 +1,131 @@
+"""The trainer: run directory contract, exact resume, failure handling, stop requests."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clustering.checkpoint import load_checkpoint
+from clustering.config import TrainConfig
+from clustering.data import load_dataset
+from clustering.methods import get_method
+from clustering.runs import read_metrics, read_predictions, read_status, request_stop
+from clustering.train import train
+
+DIGITS = load_dataset("digits", image_size=12)
+
+
+def small_config(tmp_path: Path, **kw) -> TrainConfig:  # noqa: ANN003
+    base = dict(method="uccc", dataset="digits", image_size=12, batch_size=256, out=str(tmp_path), seed=3, threads=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_a_short_run_writes_a_valid_run_directory(tmp_path: Path) -> None:
+    result = train(small_config(tmp_path, max_steps=8, run_id="r1"), progress=False, data=DIGITS)
+    run = tmp_path / "r1"
+    assert result.run_dir == run and result.state == "finished" and result.step == 8
+    config = json.loads((run / "config.json").read_text())
+    assert config["method"] == "uccc" and config["num_clusters"] == 10 and config["backbone"] == "cnn"
+    assert config["method_params"]["khop"] == 2 and config["method_params"]["variant"] == "cosine"
+    assert "torch" in config["versions"]
+    status = read_status(run)
+    assert status["state"] == "finished" and status["step"] == 8
+    rows = read_metrics(run)
+    assert [r["step"] for r in rows] == [7, 8]  # end of epoch 1, then the final evaluation
+    for key in ("epoch", "step", "loss", "loss_ins", "loss_clu", "acc", "nmi", "ari", "jsd", "confidence",
+                "n_nonempty", "cluster_sizes"):  # fmt: skip
+        assert key in rows[0], key
+    assert sum(rows[0]["cluster_sizes"]) == len(DIGITS)
+    preds = read_predictions(run)
+    assert preds["probs"].shape == (len(DIGITS), 10) and preds["z"].shape == (len(DIGITS), 128)
+    np.testing.assert_array_equal(preds["label"], DIGITS.labels)
+    np.testing.assert_array_equal(preds["cluster"], preds["probs"].argmax(1))
+    for which in ("last", "best"):
+        ckpt = load_checkpoint(run / "checkpoints" / f"{which}.pt")
+        assert ckpt["config"]["run_id"] == "r1"
+        assert {"model", "optimizer", "scheduler", "rng", "epoch", "step"} <= set(ckpt)
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 8
+
+
+def test_resume_continues_exactly_where_the_run_stopped(tmp_path: Path) -> None:
+    # Uninterrupted reference: 10 steps (crossing the epoch boundary at step 7).
+    reference: dict[int, float] = {}
+    train(small_config(tmp_path, max_steps=10, run_id="ref"), progress=False, data=DIGITS,
+          on_step=lambda s, parts: reference.__setitem__(s, parts["loss"]))  # fmt: skip
+
+    # Same seed, stopped cleanly after step 5 (a STOP request, as the studio sends).
+    def stop_at_5(step: int, _parts: dict[str, float]) -> None:
+        if step == 5:
+            request_stop(tmp_path / "int")
+
+    first = train(small_config(tmp_path, max_steps=10, run_id="int"), progress=False, data=DIGITS, on_step=stop_at_5)
+    assert first.state == "stopped" and first.step == 5
+    assert read_status(tmp_path / "int")["state"] == "stopped"
+    ckpt = load_checkpoint(tmp_path / "int" / "checkpoints" / "last.pt")
+    assert ckpt["step"] == 5 and ckpt["batch_in_epoch"] == 5
+
+    resumed: dict[int, float] = {}
+    second = train(resume=tmp_path / "int", progress=False, data=DIGITS,
+                   on_step=lambda s, parts: resumed.__setitem__(s, parts["loss"]))  # fmt: skip
+    assert second.state == "finished" and second.step == 10
+    assert sorted(resumed) == [6, 7, 8, 9, 10]
+    for step in resumed:
+        assert resumed[step] == pytest.approx(reference[step], rel=1e-6, abs=1e-7), step
+    # The resumed checkpoint's optimizer state equals the uninterrupted run's.
+    a = load_checkpoint(tmp_path / "ref" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "int" / "checkpoints" / "last.pt")
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True):
+        torch.testing.assert_close(sa["exp_avg"], sb["exp_avg"], rtol=1e-5, atol=1e-7)
+    assert read_status(tmp_path / "int")["state"] == "finished"
+
+
+def test_nan_loss_marks_the_run_failed_and_keeps_the_last_good_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uccc = get_method("uccc")
+    original = uccc.training_step
+    calls = {"n": 0}
+
+    def poisoned(self, batch):  # noqa: ANN001, ANN202
+        out = original(self, batch)
+        calls["n"] += 1
+        if calls["n"] == 9:
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(uccc, "training_step", poisoned)
+    with pytest.raises(FloatingPointError, match="step 9"):
+        train(small_config(tmp_path, epochs=5, run_id="nan"), progress=False, data=DIGITS)
+    run = tmp_path / "nan"
+    status = read_status(run)
+    assert status["state"] == "failed" and "step 9" in status["error"] and status["step"] == 8
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert ckpt["step"] == 7  # end of epoch 1, the last good state
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert len(read_metrics(run)) == 1
+
+
+def test_time_budget_ends_the_run_cleanly(tmp_path: Path) -> None:
+    result = train(small_config(tmp_path, minutes=0.05, run_id="budget"), progress=False, data=DIGITS)
+    assert result.state == "finished"
+    assert read_status(tmp_path / "budget")["reason"] == "time budget"
+    assert read_metrics(tmp_path / "budget")[-1]["step"] == result.step
+
+
+def test_existing_run_directory_is_not_overwritten(tmp_path: Path) -> None:
+    train(small_config(tmp_path, max_steps=1, run_id="dup"), progress=False, data=DIGITS)
+    with pytest.raises(ValueError, match="already exists"):
+        train(small_config(tmp_path, max_steps=1, run_id="dup"), progress=False, data=DIGITS)
+
+
+def test_literal_paper_variant_trains_and_logs(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path, max_steps=2, run_id="paper", method_params={"variant": "paper"})
+    result = train(cfg, progress=False, data=DIGITS)
+    row = read_metrics(tmp_path / "paper")[-1]
+    assert result.state == "finished" and math.isfinite(row["loss_clu"])
