@@ -80,10 +80,13 @@ def run_job(job: Job, args: argparse.Namespace, data) -> dict[str, Any]:  # noqa
                          **job.extra)  # fmt: skip
     start = time.time()
     result = train(config, progress=False, data=data)
+    if result.state == "stopped":  # SIGTERM/Ctrl-C stops the run cleanly; stop the whole benchmark too
+        raise KeyboardInterrupt(f"benchmark stopped during {result.run_dir}")
     m = result.metrics
     return {"dataset": job.dataset, "method": job.method, "config": job.label, "seed": job.seed,
             "seconds": time.time() - start, "epochs": result.epoch,
-            **{k: m.get(k) for k in ("acc", "nmi", "ari", "jsd", "n_nonempty")}, "run_dir": str(result.run_dir)}  # fmt: skip
+            **{k: m.get(k) for k in ("acc", "nmi", "ari", "jsd", "n_nonempty")},
+            "run_dir": str(result.run_dir)}  # fmt: skip
 
 
 def _fmt(value: Any) -> str:
@@ -176,14 +179,18 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     unknown = [g for g in groups if g not in ABLATION_GROUPS]
     if unknown:
         raise UserError(f"unknown ablation group(s) {unknown}; valid: {', '.join(ABLATION_GROUPS)}")
+    from clustering.methods import get_method, resolve_params
+
     data = _load(args.dataset, args.root)
     rows = []
-    seen: set[str] = set()
+    # Several groups contain the default configuration (tau 0.3 = k 2 = t 4): train it once.
+    seen: set[tuple] = set()
     for group in groups:
         for label, params in ABLATION_GROUPS[group]:
-            if label in seen:
+            key = tuple(sorted(vars(resolve_params(get_method("uccc"), params)).items()))
+            if key in seen:
                 continue
-            seen.add(label)
+            seen.add(key)
             for seed in range(args.seeds):
                 row = run_job(Job(args.dataset, "uccc", seed, label, params, {}), args, data)
                 rows.append(row)
@@ -229,7 +236,7 @@ def cmd_speed(args: argparse.Namespace) -> int:
         if i == 2:  # two warm-up steps
             aug_time, total = 0.0, 0.0
         t0 = time.perf_counter()
-        out = method.training_step(Batch(inputs=x, indices=idx, views=views))
+        out = method.training_step(Batch(inputs=x, indices=idx, views=views, dataset_inputs=data.inputs))
         optimizer.zero_grad()
         out.loss.backward()
         optimizer.step()
@@ -245,6 +252,173 @@ def cmd_speed(args: argparse.Namespace) -> int:
     print(f"  forward/backward/optimiser {(total - aug_time) / steps * 1000:8.1f} ms  "
           f"({100 * (total - aug_time) / total:4.1f}%)")  # fmt: skip
     print(f"  epoch of {len(data)} samples ~ {per_step * (len(data) // config.batch_size):.1f} s")
+    return 0
+
+
+DEGENERACY_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "uccc": ("uccc", {}),
+    "cc-no-entropy": ("cc", {"entropy": False}),
+    "cc": ("cc", {}),
+}
+DEGENERACY_KEYS = ("acc", "jsd", "n_nonempty", "confidence")
+
+
+def degeneracy_table(curves: dict[str, list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+    """Wide per-epoch table: one row per evaluated epoch, ACC / JSD / non-empty clusters per
+    variant (means over seeds), from each variant's metrics rows (tagged with ``seed``)."""
+    epochs = sorted({r["epoch"] for rows in curves.values() for r in rows if isinstance(r.get("epoch"), int)})
+    columns: tuple[str, ...] = ("epoch",)
+    for label in curves:
+        columns += (f"{label} acc", f"{label} jsd", f"{label} nonempty")
+    table = []
+    for epoch in epochs:
+        row: dict[str, Any] = {"epoch": epoch}
+        for label, rows in curves.items():
+            at = [r for r in rows if r.get("epoch") == epoch]
+            for key, col in (("acc", "acc"), ("jsd", "jsd"), ("n_nonempty", "nonempty")):
+                vals = [r[key] for r in at if isinstance(r.get(key), (int, float))]
+                row[f"{label} {col}"] = float(np.mean(vals)) if vals else None
+        table.append(row)
+    return table, columns
+
+
+def cmd_degeneracy(args: argparse.Namespace) -> int:
+    """UCCC vs CC without its entropy term (UCCC paper, Fig. 3): per-epoch ACC, JSD and number of
+    non-empty clusters, read back from every run's metrics.jsonl."""
+    from clustering.runs import read_metrics
+
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in DEGENERACY_VARIANTS]
+    if unknown:
+        raise UserError(f"unknown variant(s) {unknown}; valid: {', '.join(DEGENERACY_VARIANTS)}")
+    data = _load(args.dataset, args.root)
+    curves: dict[str, list[dict[str, Any]]] = {}
+    long_rows = []
+    for label in variants:
+        method, params = DEGENERACY_VARIANTS[label]
+        curves[label] = []
+        for seed in range(args.seeds):
+            result = run_job(Job(args.dataset, method, seed, label, params, {}), args, data)
+            print(" ".join(f"{k}={_fmt(result.get(k))}" for k in TABLE_COLUMNS), flush=True)
+            for r in read_metrics(Path(result["run_dir"])):
+                row = {"variant": label, "method": method, "seed": seed, "epoch": r.get("epoch"), "step": r.get("step"),
+                       **{k: r.get(k) for k in DEGENERACY_KEYS}}  # fmt: skip
+                curves[label].append(row)
+                long_rows.append(row)
+    table, columns = degeneracy_table(curves)
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    name = args.name or "degeneracy"
+    with open(results / f"{name}.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["variant", "method", "seed", "epoch", "step", *DEGENERACY_KEYS])
+        writer.writeheader()
+        writer.writerows(long_rows)
+    text = (f"## degeneracy on {args.dataset}: per-epoch mean over {args.seeds} seed(s)\n\n"
+            f"{markdown(table, columns)}\n")  # fmt: skip
+    (results / f"{name}.md").write_text(text)
+    print(text, flush=True)
+    return 0
+
+
+# ----------------------------------------------------------------------------- distributed (DDP) throughput
+
+
+def _distributed_worker(rank: int, nproc: int, port: int, options: dict[str, Any], out: str) -> None:
+    """One process of ``bench distributed``: joins the group as torchrun would, times training steps."""
+    import json
+    import os
+
+    import torch
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    torch.set_num_threads(options["threads"])
+    from clustering import distributed
+    from clustering.config import TrainConfig
+    from clustering.methods import Batch
+    from clustering.train import ViewMaker, _build, _optimizer, epoch_permutation, pick_device, resolve_config
+
+    created = distributed.init()  # the trainer's own initialisation (gloo on CPU, NCCL for CUDA tensors)
+    try:
+        data = _load(options["dataset"], options["root"])
+        if options["image_size"]:
+            data = data.resized(options["image_size"])
+        config = resolve_config(TrainConfig(method=options["method"], dataset=options["dataset"],
+                                            backbone=options["backbone"], batch_size=options["batch_size"],
+                                            world_size=nproc), data)  # fmt: skip
+        device = distributed.place(pick_device(options["device"]))
+        torch.manual_seed(config.seed)
+        method = _build(config, data, device)
+        step_fn = distributed.wrap(method, device, sync_bn=config.sync_bn)
+        optimizer = _optimizer(config, method.parameters())
+        views = ViewMaker(config, data, device, rank=distributed.rank())
+        order = epoch_permutation(config.seed, 0, len(data)).repeat(options["steps"] + 3)
+        inputs = data.inputs.to(device)
+        method.train()
+        start = 0.0
+        for i in range(options["steps"] + 2):
+            if i == 2:  # two warm-up steps, then every process starts the clock together
+                if distributed.is_distributed():
+                    torch.distributed.barrier()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+            idx = distributed.shard(order[i * config.batch_size : (i + 1) * config.batch_size])
+            out_ = step_fn(Batch(inputs=inputs[idx.to(device)], indices=idx.to(device), views=views,
+                                 dataset_inputs=inputs, gather=distributed.gather))  # fmt: skip
+            optimizer.zero_grad(set_to_none=True)
+            out_.loss.backward()
+            optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = distributed.max_ints([int((time.perf_counter() - start) * 1e6)])[0] / 1e6  # the slowest rank
+        if distributed.is_main():
+            Path(out).write_text(json.dumps({"seconds": seconds, "batch_size": config.batch_size,
+                                             "backbone": config.backbone, "device": str(device),
+                                             "shape": list(data.inputs.shape[1:])}))  # fmt: skip
+    finally:
+        distributed.shutdown(created)
+
+
+def cmd_distributed(args: argparse.Namespace) -> int:
+    """Training images/s with 1, 2, ... DDP processes on this machine (same global batch each time)."""
+    import json
+    import os
+    import socket
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    counts = [int(c) for c in args.nproc.split(",") if c.strip()]
+    if not counts or min(counts) < 1:
+        raise UserError(f"--nproc expects process counts such as 1,2; got {args.nproc!r}")
+    cores = os.cpu_count() or 1
+    rows = []
+    for nproc in counts:
+        # By default every run gets the same cores in total, split over its processes.
+        threads = args.threads or max(1, cores // nproc)
+        options = {"dataset": args.dataset, "root": args.root, "method": args.method, "backbone": args.backbone,
+                   "batch_size": args.batch_size, "image_size": args.image_size, "steps": args.steps,
+                   "threads": threads, "device": args.device}  # fmt: skip
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        with tempfile.TemporaryDirectory() as tmp:
+            out = str(Path(tmp) / "result.json")
+            mp.start_processes(_distributed_worker, args=(nproc, port, options, out), nprocs=nproc,
+                               start_method="spawn")  # fmt: skip
+            res = json.loads(Path(out).read_text())
+        per_step = res["seconds"] / args.steps
+        rows.append({"nproc": nproc, "batch/proc": res["batch_size"] // nproc, "threads/proc": threads,
+                     "step ms": per_step * 1000, "images/s": res["batch_size"] / per_step})  # fmt: skip
+        print(f"{nproc} process(es): {rows[-1]['images/s']:.0f} images/s", flush=True)
+    base = rows[0]["images/s"]
+    for row in rows:
+        row["speed-up"] = f"{row['images/s'] / base:.2f}x"
+    print(f"\n{args.method} on {args.dataset} {tuple(res['shape'])}, backbone {res['backbone']}, global batch "
+          f"{res['batch_size']}, {args.steps} timed steps, device {res['device']}, {cores} cores, "
+          f"backend {'nccl' if res['device'].startswith('cuda') else 'gloo'}\n")  # fmt: skip
+    print(markdown(rows, ("nproc", "batch/proc", "threads/proc", "step ms", "images/s", "speed-up")), flush=True)
     return 0
 
 
@@ -286,3 +460,22 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_speed)
+
+    p = bsub.add_parser("distributed", help="DDP training throughput (images/s) with 1, 2, ... processes")
+    p.add_argument("--nproc", default="1,2", help="process counts to compare, e.g. 1,2,4")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--root")
+    p.add_argument("--method", default="uccc")
+    p.add_argument("--backbone")
+    p.add_argument("--batch-size", type=int, default=256, help="global batch, split over the processes")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--steps", type=int, default=10, help="timed steps (after 2 warm-up steps)")
+    p.add_argument("--threads", type=int, help="torch threads per process (default: cores / processes)")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=cmd_distributed)
+
+    p = bsub.add_parser("degeneracy", help="UCCC vs CC without its entropy term: per-epoch ACC, JSD, clusters")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--variants", default="uccc,cc-no-entropy", help=f"any of {', '.join(DEGENERACY_VARIANTS)}")
+    common(p)
+    p.set_defaults(func=cmd_degeneracy, eval_every=1, seeds=1)

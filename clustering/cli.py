@@ -26,6 +26,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--method", default="uccc", help="registered method (see `methods`); default uccc")
     g.add_argument("--dataset", default="digits", help="data source (see `datasets`); default digits")
     g.add_argument("--root", help="data root folder (or file for vectors)")
+    g.add_argument("--label-column", help="vectors: the csv/parquet column (or npz array) holding the labels")
     g.add_argument("--split", default="both", help="train, test or both (transductive, the default)")
     g.add_argument("--download", action="store_true", help="let torchvision download the data set")
     g.add_argument("--image-size", type=int, help="resize images once at load (default: per data set)")
@@ -45,6 +46,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     g.add_argument("--amp", default="auto", choices=["auto", "on", "off"], help="mixed precision (CUDA only)")
     g.add_argument("--threads", type=int, help="torch CPU threads")
+    g.add_argument("--no-sync-bn", dest="sync_bn", action="store_false",
+                   help="under torchrun (DDP), keep batch-norm statistics per process instead of global")
     g.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs")
     g.add_argument("--best-metric", default="loss", choices=["loss", "acc", "nmi", "ari"],
                    help="what best.pt tracks (loss needs no labels)")
@@ -83,10 +86,10 @@ def _config_from_args(args: argparse.Namespace):  # noqa: ANN202
     from clustering.config import TrainConfig
 
     base = TrainConfig.load(Path(args.config)) if args.config else TrainConfig()
-    for key in ("method", "dataset", "root", "split", "download", "image_size", "augment", "backbone",
-                "num_clusters", "epochs", "minutes", "max_steps", "batch_size", "lr", "weight_decay",
+    for key in ("method", "dataset", "root", "label_column", "split", "download", "image_size", "augment",
+                "backbone", "num_clusters", "epochs", "minutes", "max_steps", "batch_size", "lr", "weight_decay",
                 "optimizer", "scheduler", "seed", "device", "amp", "threads", "eval_every", "best_metric",
-                "out", "run_id"):  # fmt: skip
+                "out", "run_id", "sync_bn"):  # fmt: skip
         value = getattr(args, key)
         default = TrainConfig.__dataclass_fields__[key].default
         if args.config and value == default:
@@ -105,6 +108,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(resume=args.resume, overrides=overrides, progress=progress)
     else:
         result = train(_config_from_args(args), progress=progress)
+    if result.rank != 0:  # under torchrun every process trains; rank 0 reports
+        return 0
     m = result.metrics
     summary = " ".join(f"{k}={m[k]:.4f}" for k in ("acc", "nmi", "ari", "jsd") if isinstance(m.get(k), float))
     print(f"{result.state}: {result.run_dir} (epoch {result.epoch}, step {result.step}) {summary}")

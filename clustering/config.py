@@ -26,6 +26,7 @@ class TrainConfig:
     method: str = "uccc"
     dataset: str = "digits"
     root: str | None = None
+    label_column: str | None = None  # vectors: the csv/parquet column (or npz array) holding labels
     split: str = "both"
     image_size: int | None = None
     download: bool = False
@@ -53,7 +54,10 @@ class TrainConfig:
     method_params: dict[str, Any] = field(default_factory=dict)
     out: str = "runs"
     run_id: str | None = None
+    # Processes of a torchrun/DDP run; set by the trainer. batch_size is the global batch over all
+    # of them, so a run on P processes optimises the objective of one process with that batch.
     world_size: int = 1
+    sync_bn: bool = True  # batch-norm statistics over the global batch when world_size > 1
     versions: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,6 +115,8 @@ class TrainConfig:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.eval_every < 1:
             raise ConfigError(f"eval_every must be >= 1, got {self.eval_every}")
+        if not isinstance(self.world_size, int) or self.world_size < 1:
+            raise ConfigError(f"world_size must be a positive integer, got {self.world_size!r}")
         if not isinstance(self.method_params, dict):
             raise ConfigError("method_params must be a JSON object")
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from clustering import distributed
 from clustering.augment import preset, to_float, weak_augment
 from clustering.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from clustering.config import TrainConfig, versions
@@ -56,7 +57,9 @@ def resolve_config(config: TrainConfig, data: DataSet) -> TrainConfig:
     cfg.augment = cfg.augment or spec.augment
     cfg.instance_dim = cfg.instance_dim or defaults.get("instance_dim", 128)
     cfg.optimizer = cfg.optimizer or defaults.get("optimizer", "adam")
-    cfg.lr = cfg.lr or defaults.get("lr", 3e-4)
+    # A method may name a different default learning rate for some backbones (UCCC: the paper's
+    # Adam 3e-4 is for ResNets; the small CPU CNN converges much faster at 1e-3, see README).
+    cfg.lr = cfg.lr or defaults.get("lr_by_backbone", {}).get(cfg.backbone) or defaults.get("lr", 3e-4)
     cfg.weight_decay = defaults.get("weight_decay", 0.0) if cfg.weight_decay is None else cfg.weight_decay
     cfg.scheduler = cfg.scheduler or defaults.get("scheduler", "none")
     if cfg.batch_size is None:
@@ -65,6 +68,7 @@ def resolve_config(config: TrainConfig, data: DataSet) -> TrainConfig:
         else:  # the papers' N = 256 * C / 10
             cfg.batch_size = int(defaults.get("batch_size_per_10_clusters", 256) * cfg.num_clusters / 10)
     cfg.batch_size = max(2, min(cfg.batch_size, len(data)))
+    _split_batch(cfg, explicit=config.batch_size is not None and config.batch_size <= len(data))
     if cfg.epochs is None:
         cfg.epochs = 1000 if cfg.minutes is None and cfg.max_steps is None else 10**6
     params = resolve_params(method_cls, cfg.method_params)
@@ -72,6 +76,25 @@ def resolve_config(config: TrainConfig, data: DataSet) -> TrainConfig:
     cfg.versions = versions()
     cfg.check()
     return cfg
+
+
+def _split_batch(cfg: TrainConfig, explicit: bool) -> None:
+    """Make the global batch split evenly over ``cfg.world_size`` processes (each takes N / P).
+
+    A batch size the user chose must divide exactly; a default (or one clamped to the data set
+    size) is rounded down to the nearest multiple.
+    """
+    world = cfg.world_size
+    if cfg.batch_size % world == 0:
+        return
+    if explicit:
+        raise ConfigError(
+            f"batch_size {cfg.batch_size} is the global batch and must split evenly over the {world} processes; "
+            f"use a multiple of {world} (e.g. {max(world, cfg.batch_size // world * world)})"
+        )
+    if cfg.batch_size < world:
+        raise ConfigError(f"the batch ({cfg.batch_size}) is smaller than the number of processes ({world})")
+    cfg.batch_size -= cfg.batch_size % world
 
 
 def _dataclass_dict(obj: Any) -> dict[str, Any]:
@@ -94,11 +117,13 @@ def pick_device(requested: str) -> torch.device:
 class ViewMaker:
     """Makes augmented views of a batch with the run's own generator (saved in checkpoints)."""
 
-    def __init__(self, config: TrainConfig, data: DataSet, device: torch.device) -> None:
+    def __init__(self, config: TrainConfig, data: DataSet, device: torch.device, rank: int = 0) -> None:
         self.kind = data.kind
         self.weak_cfg = preset(config.augment, config.image_size) if data.kind == "image" else None
         self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(config.seed + 1)
+        # Each DDP process augments its own slice, so each needs its own stream (rank 0 keeps the
+        # single-process seed).
+        self.generator.manual_seed(config.seed + 1 + 1_000_003 * rank)
         self._strong = None
 
     def weak(self, inputs: Tensor) -> Tensor:
@@ -146,6 +171,44 @@ def embed(model: ClusterModel, inputs: Tensor, device: torch.device, batch_size:
     }
 
 
+def embed_all(model: ClusterModel, inputs: Tensor, device: torch.device, batch_size: int = 1024,
+              amp: bool = False) -> dict[str, np.ndarray]:  # fmt: skip
+    """:func:`embed` over the whole data set, sharded over DDP processes and gathered on every rank.
+
+    Each process embeds a contiguous part; every rank gets all rows in data-set order (methods'
+    epoch hooks, e.g. GCC's graph, need them on every rank). Plain ``embed`` in one process.
+    """
+    lo, hi = distributed.shard_range(len(inputs))
+    emb = embed(model, inputs[lo:hi], device, batch_size, amp)
+    return {key: distributed.gather_rows(value, len(inputs)) for key, value in emb.items()}
+
+
+class _NullWriter(RunWriter):
+    """What a DDP rank other than 0 holds: same interface, writes nothing, never sees a STOP file."""
+
+    def __init__(self, run_dir: Path) -> None:  # no super().__init__: that creates the directory
+        self.dir = Path(run_dir)
+        self._status = {}
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        pass
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        pass
+
+    def set_status(self, state: str, **fields: Any) -> None:
+        pass
+
+    def write_predictions(self, **arrays: np.ndarray) -> None:
+        pass
+
+    def stop_requested(self) -> bool:
+        return False
+
+    def clear_stop_request(self) -> None:
+        pass
+
+
 def evaluation_row(data: DataSet, emb: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     probs = emb["probs"]
     preds = probs.argmax(axis=1)
@@ -182,6 +245,7 @@ class TrainResult:
     epoch: int
     step: int
     metrics: dict[str, Any] = field(default_factory=dict)
+    rank: int = 0  # the DDP rank that returns this (only rank 0 wrote the run directory)
 
 
 def _build(config: TrainConfig, data: DataSet, device: torch.device) -> nn.Module:
@@ -242,30 +306,63 @@ def train(
 
     ``overrides`` (budget fields such as epochs, minutes, max_steps) apply on resume.
     ``on_step(step, parts)`` is called after every optimiser step with the float loss parts.
+
+    Multi-process: under torchrun (or inside an already initialised process group) every process
+    calls this; ``config.batch_size`` is the global batch, each process trains on its slice with
+    DDP, the batch-level losses see the global batch, and rank 0 alone writes the run directory.
+    ``on_step`` runs on every rank; ``TrainResult.rank`` says which one returned.
     """
+    # Under torchrun every process runs this function; rank 0 alone touches the run directory.
+    owns_group = distributed.init()
+    try:
+        return _train(config, resume, overrides, progress, on_step, data)
+    finally:
+        distributed.shutdown(owns_group)
+
+
+def _train(
+    config: TrainConfig | None,
+    resume: str | Path | None,
+    overrides: dict[str, Any] | None,
+    progress: bool | None,
+    on_step: StepCallback | None,
+    data: DataSet | None,
+) -> TrainResult:
+    is_main, world, rank = distributed.is_main(), distributed.world_size(), distributed.rank()
     if resume is not None:
         run_dir = Path(resume)
-        config = load_run_config(run_dir)
+        # Read by rank 0 and broadcast: other nodes need not see the run directory.
+        config = distributed.on_main(lambda: load_run_config(run_dir))
         for key, value in (overrides or {}).items():
             setattr(config, key, value)
+        config.world_size = world  # the run continues on this many processes
         config.check()
+        _split_batch(config, explicit=True)
     elif config is None:
         raise ConfigError("train() needs a config or a run directory to resume")
     else:
         config.check()
+        config.world_size = world
         run_dir = None
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = pick_device(config.device)
+    device = distributed.place(pick_device(config.device))
 
     if data is None:
-        data = load_dataset(config.dataset, config.root, config.split, config.image_size, config.download)
+        data = load_dataset(config.dataset, config.root, config.split, config.image_size, config.download,
+                            label_column=config.label_column, num_clusters=config.num_clusters)
     if resume is None:
         config = resolve_config(config, data)
-        config.run_id = config.run_id or new_run_id(config.method, config.dataset)
+
+        def claim_run_dir() -> str:  # rank 0 names the run (ids are random) and checks the folder
+            run_id = config.run_id or new_run_id(config.method, config.dataset)
+            path = Path(config.out) / run_id
+            if path.exists() and any(path.iterdir()):
+                raise ConfigError(f"run directory {str(path)!r} already exists; pick another --run-id or --resume it")
+            return run_id
+
+        config.run_id = distributed.on_main(claim_run_dir)
         run_dir = Path(config.out) / config.run_id
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise ConfigError(f"run directory {str(run_dir)!r} already exists; pick another --run-id or --resume it")
     assert run_dir is not None
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)
@@ -275,12 +372,14 @@ def train(
 
     method = _build(config, data, device)
     model: ClusterModel = method.model
+    # DDP (and SyncBN) around the step when world_size > 1, before the optimizer sees the parameters.
+    step_fn = distributed.wrap(method, device, sync_bn=config.sync_bn)
     optimizer = _optimizer(config, method.parameters())
     scheduler = _scheduler(config, optimizer)
     use_amp = device.type == "cuda" and config.amp != "off"
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
-    views = ViewMaker(config, data, device)
-    writer = RunWriter(run_dir)
+    views = ViewMaker(config, data, device, rank=rank)
+    writer = RunWriter(run_dir) if is_main else _NullWriter(run_dir)
 
     epoch, step, batch_in_epoch = 0, 0, 0
     best_value: float | None = None
@@ -289,16 +388,25 @@ def train(
     if resume is not None:
         from clustering.runs import checkpoint_path
 
-        last = checkpoint_path(run_dir, "last")
-        if last is None:
-            raise ConfigError(f"{str(run_dir)!r} has no checkpoints/last.pt to resume from")
-        ckpt = load_checkpoint(last, map_location=device)
+        def read_last() -> dict[str, Any]:
+            last = checkpoint_path(run_dir, "last")
+            if last is None:
+                raise ConfigError(f"{str(run_dir)!r} has no checkpoints/last.pt to resume from")
+            # Under DDP rank 0 reads and broadcasts it (on the CPU; load_state_dict moves it).
+            return load_checkpoint(last, map_location=device if world == 1 else "cpu")
+
+        ckpt = distributed.on_main(read_last)
         method.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         if "scaler" in ckpt and use_amp:
             scaler.load_state_dict(ckpt["scaler"])
-        restore_rng(ckpt["rng"], views.generator)
+        rng_ranks = ckpt.get("rng_ranks") or []
+        restore_rng(rng_ranks[rank] if len(rng_ranks) == world else ckpt["rng"], views.generator)
+        if rank > 0 and len(rng_ranks) != world:
+            # Resumed on another number of processes: rank 0 continues the saved stream, the others
+            # start fresh ones (not bit-exact then, but each rank still augments independently).
+            views.generator.manual_seed(config.seed + 1 + 1_000_003 * rank + ckpt["step"])
         epoch, step, batch_in_epoch = ckpt["epoch"], ckpt["step"], ckpt.get("batch_in_epoch", 0)
         best_value = ckpt.get("best_value")
         epoch_sums = dict(ckpt.get("epoch_sums", {}))
@@ -309,7 +417,7 @@ def train(
     # Budgets count from this process's start; on resume, --minutes is the extra time allowed.
     start_time = time.time()
     writer.set_status("running", step=step, epoch=epoch, device=str(device), run_id=run_dir.name,
-                      resumed=resume is not None)  # fmt: skip
+                      resumed=resume is not None, world_size=world)  # fmt: skip
 
     stop = _StopFlag()
     old_handlers = {}
@@ -320,7 +428,7 @@ def train(
     n = len(data)
     steps_per_epoch = n // config.batch_size  # drop_last: every batch has full size
     inputs_on_device = data.inputs.to(device) if device.type == "cuda" and data.inputs.numel() < 2**30 else data.inputs
-    show = sys.stderr.isatty() if progress is None else progress
+    show = (sys.stderr.isatty() if progress is None else progress) and is_main
     last_eval: dict[str, Any] = {}
     last_eval_step = -1
     last_ckpt_time = time.time()
@@ -328,15 +436,20 @@ def train(
 
     def run_eval() -> dict[str, Any]:
         nonlocal best_value, last_eval, last_eval_step
-        emb = embed(model, inputs_on_device, device, config.eval_batch_size, use_amp)
-        metrics, predictions = evaluation_row(data, emb)
+        emb = embed_all(model, inputs_on_device, device, config.eval_batch_size, use_amp)
         parts = {k: v / max(epoch_batches, 1) for k, v in epoch_sums.items()}
-        row = {"epoch": epoch, "step": step, "time": time.time(), "elapsed": time.time() - start_time,
-               "lr": optimizer.param_groups[0]["lr"], **parts,
-               **{k: metrics[k] for k in SCALAR_KEYS}, "cluster_sizes": metrics["cluster_sizes"]}  # fmt: skip
-        writer.append_metrics(row)
-        writer.write_predictions(**predictions)
-        value = row.get(config.best_metric) if config.best_metric != "loss" else parts.get("loss")
+
+        def score() -> tuple[dict[str, Any], Any]:  # rank 0: metrics, files, and the best-metric value
+            metrics, predictions = evaluation_row(data, emb)
+            row = {"epoch": epoch, "step": step, "time": time.time(), "elapsed": time.time() - start_time,
+                   "lr": optimizer.param_groups[0]["lr"], **parts,
+                   **{k: metrics[k] for k in SCALAR_KEYS}, "cluster_sizes": metrics["cluster_sizes"]}  # fmt: skip
+            writer.append_metrics(row)
+            writer.write_predictions(**predictions)
+            return row, row.get(config.best_metric) if config.best_metric != "loss" else parts.get("loss")
+
+        # Rank 0's verdict for every rank: saving best.pt is a collective step under DDP.
+        row, value = distributed.on_main(score)
         if value is not None:
             better = best_value is None or (value < best_value if config.best_metric == "loss" else value > best_value)
             if better:
@@ -347,17 +460,24 @@ def train(
 
     def save(which: str) -> None:
         nonlocal last_ckpt_time
+        rng = capture_rng(views.generator)
+        # Every rank's augmentation stream, so a DDP run resumes exactly on the same world size.
+        rng_ranks = distributed.all_gather_object(rng) if world > 1 else None
+        if which == "last":
+            last_ckpt_time = time.time()
+        if not is_main:
+            return
         payload = {
-            "config": json.loads(json.dumps(config.to_dict())), "model": method.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": capture_rng(views.generator), "epoch": epoch,
+            "config": json.loads(json.dumps(config.to_dict())), "model": method.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng, "epoch": epoch,
             "step": step, "batch_in_epoch": batch_in_epoch, "best_value": best_value,
             "epoch_sums": dict(epoch_sums), "epoch_batches": epoch_batches,
         }  # fmt: skip
+        if rng_ranks is not None:
+            payload["rng_ranks"] = rng_ranks
         if use_amp:
             payload["scaler"] = scaler.state_dict()
         save_checkpoint(writer.checkpoint_dir / f"{which}.pt", payload)
-        if which == "last":
-            last_ckpt_time = time.time()
 
     def out_of_budget() -> str | None:
         if config.max_steps is not None and step >= config.max_steps:
@@ -365,6 +485,23 @@ def train(
         if config.minutes is not None and time.time() - start_time >= config.minutes * 60:
             return "time budget"
         return None
+
+    halt_reasons = {1: "stop requested", 2: "time budget", 3: "max_steps"}  # higher code wins across ranks
+
+    def agreed_halt(with_stop: bool) -> tuple[int, bool]:
+        """(halt code, last.pt due) with the same answer on every rank.
+
+        Under DDP any rank may receive a signal, rank 0 alone sees the STOP file and times the
+        checkpoints, and clocks differ; one small all-reduce makes all ranks stop (or save) at the
+        same step, as a collective step requires. Plain local checks in one process.
+        """
+        budget = out_of_budget()
+        code = 3 if budget == "max_steps" else 2 if budget else 0
+        if not code and with_stop and (stop.reason or writer.stop_requested()):
+            code = 1
+        due = int(with_stop and is_main and time.time() - last_ckpt_time > config.checkpoint_minutes * 60)
+        code, due = distributed.max_ints([code, due])
+        return code, bool(due)
 
     state, reason = "finished", "epochs done"
     bar = None
@@ -376,21 +513,27 @@ def train(
             hook = getattr(method, "on_epoch_start", None)
             if hook is not None and batch_in_epoch == 0:
                 hook(EpochContext(epoch=epoch, device=device, num_samples=n,
-                                  embed=lambda: embed(model, inputs_on_device, device, config.eval_batch_size, use_amp)))
+                                  embed=lambda: embed_all(model, inputs_on_device, device, config.eval_batch_size,
+                                                          use_amp)))  # fmt: skip
             order = epoch_permutation(config.seed, epoch, n)
             if show:
                 from tqdm import tqdm
 
                 bar = tqdm(total=steps_per_epoch, initial=batch_in_epoch, desc=f"epoch {epoch + 1}", leave=False,
                            dynamic_ncols=True)  # fmt: skip
+            halt = 0
             while batch_in_epoch < steps_per_epoch:
-                budget = out_of_budget()
-                if budget or stop.reason or writer.stop_requested():
+                halt, save_due = agreed_halt(with_stop=True)
+                if halt:
                     break
+                if save_due:  # the state after the previous step, saved before the next one
+                    save("last")
                 idx = order[batch_in_epoch * config.batch_size : (batch_in_epoch + 1) * config.batch_size]
+                idx = distributed.shard(idx)  # this rank's contiguous slice of the global batch
                 x = inputs_on_device[idx.to(inputs_on_device.device)].to(device, non_blocking=True)
                 with torch.autocast(device.type, enabled=use_amp):
-                    out = method.training_step(Batch(inputs=x, indices=idx.to(device), views=views))
+                    out = step_fn(Batch(inputs=x, indices=idx.to(device), views=views,
+                                        dataset_inputs=inputs_on_device, gather=distributed.gather))
                 loss = out.loss
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss became {loss.item()} at step {step + 1} (epoch {epoch + 1})")
@@ -414,15 +557,12 @@ def train(
                     writer.heartbeat(step=step, epoch=epoch, epoch_progress=batch_in_epoch / steps_per_epoch,
                                      loss=parts["loss"])  # fmt: skip
                     last_heartbeat = now
-                if now - last_ckpt_time > config.checkpoint_minutes * 60:
-                    save("last")
             if bar is not None:
                 bar.close()
                 bar = None
             if batch_in_epoch < steps_per_epoch:  # interrupted mid-epoch
-                budget = out_of_budget()
-                if budget:
-                    reason = budget
+                if halt >= 2:
+                    reason = halt_reasons[halt]
                 else:
                     state = "stopped"
                     reason = stop.reason or "stop requested"
@@ -432,11 +572,13 @@ def train(
             scheduler.step()
             if epoch % config.eval_every == 0 or epoch == config.epochs:
                 row = run_eval()
-                _log_epoch(row, show)
+                if is_main:
+                    _log_epoch(row, show)
             epoch_sums, epoch_batches = {}, 0
             save("last")
-            if out_of_budget():
-                reason = out_of_budget() or reason
+            halt, _ = agreed_halt(with_stop=False)
+            if halt:
+                reason = halt_reasons[halt]
                 break
         if last_eval_step != step:
             run_eval()
@@ -456,7 +598,7 @@ def train(
     finally:
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
-    return TrainResult(run_dir=run_dir, state=state, epoch=epoch, step=step, metrics=last_eval)
+    return TrainResult(run_dir=run_dir, state=state, epoch=epoch, step=step, metrics=last_eval, rank=rank)
 
 
 def _main_thread() -> bool:
@@ -487,7 +629,8 @@ def evaluate_run(run_dir: Path, split: str | None = None, which: str = "best", r
         raise ConfigError(f"{str(run_dir)!r} has no checkpoint to evaluate")
     dev = pick_device(device)
     ckpt = load_checkpoint(path, map_location=dev)
-    data = load_dataset(config.dataset, root or config.root, split or config.split, config.image_size)
+    data = load_dataset(config.dataset, root or config.root, split or config.split, config.image_size,
+                        label_column=config.label_column, num_clusters=config.num_clusters)
     method = _build(config, data, dev)
     try:
         method.load_state_dict(ckpt["model"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from clustering.data import sources as _sources  # noqa: F401  (registers the built-in sources)
+from clustering.data import vectors as _vectors  # noqa: F401  (registers 'vectors')
 from clustering.data.base import DataError, DataSet, DataSourceSpec, get_source, register_source, source_names
 
 __all__ = ["DataError", "DataSet", "DataSourceSpec", "get_source", "load_dataset", "register_source", "source_names"]

@@ -1,6 +1,6 @@
 """Clustering methods, one small module each, registered by name."""
 
-from clustering.methods import uccc  # noqa: F401  (registers)
+from clustering.methods import cc, gcc, lnscc, sacc, uccc  # noqa: F401  (registers)
 from clustering.methods.registry import (
     Batch,
     EpochContext,

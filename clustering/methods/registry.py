@@ -12,6 +12,11 @@ and optionally::
 Each method class declares ``name``, ``description``, a ``Params`` dataclass holding its own
 hyperparameters with the paper's defaults, and ``train_defaults`` (optimizer, lr, batch size,
 ...) that the trainer uses when the user does not set them. There is no base class to inherit.
+
+Multi-process (DDP) training: a batch-level loss must see the global batch, so methods pass each
+view's rows through ``batch.gather`` first; buffers a step updates (memory banks) must be updated
+from gathered rows so every process keeps the same copy. A method whose step leaves parameters
+without gradient sets the class attribute ``ddp_find_unused_parameters = True``.
 """
 
 from __future__ import annotations
@@ -37,11 +42,21 @@ class Batch:
     inputs: raw batch on the training device (uint8 images or float vectors), (B, ...).
     indices: (B,) positions of the samples in the data set (GCC/LNSCC look neighbours up).
     views: makes augmented views of ``inputs`` with the run's random generator.
+    dataset_inputs: the whole data set's inputs (N, ...), indexable by ``indices``, for methods
+        that fetch other samples than the batch (GCC's graph neighbours, LNSCC's pairs); may live
+        on the CPU while the batch is on the training device.
+    gather: under DDP each process holds a slice of the global batch; ``gather(x)`` returns the
+        rows of every process, in rank order, differentiably (:func:`clustering.distributed.gather`).
+        Call it on each view separately before any loss that looks at the whole batch (negatives,
+        cluster columns, graphs, entropy) so that [gather(view a); gather(view b)] is the global
+        [view a (N); view b (N)]. The identity in a single process.
     """
 
     inputs: Tensor
     indices: Tensor
     views: Any  # clustering.train.ViewMaker (kept loose to avoid an import cycle)
+    dataset_inputs: Tensor | None = None
+    gather: Callable[[Tensor], Tensor] = field(default=lambda x: x)
 
 
 @dataclass

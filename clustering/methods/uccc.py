@@ -56,7 +56,13 @@ class UCCC(nn.Module):
     name = "uccc"
     description = "instance NT-Xent + community-consensus cluster loss over k-hop positive/negative graphs"
     Params = UCCCParams
-    train_defaults = {"optimizer": "adam", "lr": 3e-4, "weight_decay": 0.0, "batch_size_per_10_clusters": 256}
+    train_defaults = {
+        "optimizer": "adam",
+        "lr": 3e-4,
+        "lr_by_backbone": {"cnn": 1e-3},
+        "weight_decay": 0.0,
+        "batch_size_per_10_clusters": 256,
+    }
 
     def __init__(self, model: ClusterModel, params: UCCCParams, num_samples: int) -> None:
         super().__init__()
@@ -69,9 +75,14 @@ class UCCC(nn.Module):
         n = batch.inputs.shape[0]
         views = torch.cat([batch.views.weak(batch.inputs), batch.views.weak(batch.inputs)])
         out = self.model(views)
-        z_a, z_b = out.z[:n], out.z[n:]
+        # Under DDP the negatives and the community graphs span the global batch: gather each view
+        # separately so the rows stay [view a (N); view b (N)] (the identity in one process).
+        g = batch.gather
+        z_a, z_b = g(out.z[:n]), g(out.z[n:])
         loss_ins = nt_xent(z_a, z_b, p.instance_temperature)
-        y_pos, y_neg = community_assignments(out.z, out.probs, self.pos_conf, p.neg_conf, p.khop)
+        z_all = torch.cat([z_a, z_b])
+        probs_all = torch.cat([g(out.probs[:n]), g(out.probs[n:])])
+        y_pos, y_neg = community_assignments(z_all, probs_all, self.pos_conf, p.neg_conf, p.khop)
         cosine = p.variant == "cosine"
         loss_clu = uccc_cluster_loss(
             y_pos, y_neg, cosine=cosine, temperature=p.cluster_temperature if cosine else 1.0

@@ -1,0 +1,1 @@
+"""Cluster Studio: the Streamlit app over the ``clustering`` package's run directories."""

@@ -1,0 +1,160 @@
+"""Studio speed figures: ``python -m app.bench [--run RUN_DIR] [--n 10000]``.
+
+Prints, for a 10k-sample run (fabricated by default, or a real run directory):
+
+1. projection: t-SNE and UMAP of z, first computation vs loading from the on-disk cache;
+2. community-graph slider: graph statistics for a 2,048-image sample per (threshold, k);
+3. page switch: every page rendered once cold and then warm, through Streamlit's AppTest
+   (server-side script time: what a page switch costs before the browser draws).
+
+A fabricated run claims the ``mnist-test`` data set under ``/work/shared/data/mnist-test`` when
+that folder exists, so the pages also load and show real images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from app.logic import graphstats, projection
+from app.logic.predictions import from_arrays
+from app.logic.runtime import ENV_VAR, limit_threads
+from app.logic.synthetic import fabricate_run
+from clustering.runs import PREDICTIONS_FILE, read_predictions
+
+PAGES = [
+    "views/runs.py",
+    "views/curves.py",
+    "views/confusion.py",
+    "views/embedding.py",
+    "views/graph.py",
+    "views/galleries.py",
+]
+MNIST = Path("/work/shared/data/mnist-test")
+
+
+def bench_projection(
+    run_dir: Path, cache: Path, n_points: int | None, methods: list[str]
+) -> dict[str, float]:
+    pred = from_arrays(read_predictions(run_dir) or {})
+    assert pred is not None and pred.z is not None, f"{run_dir} has no usable predictions"
+    fp = projection.predictions_fingerprint(run_dir / PREDICTIONS_FILE)
+    out = {}
+    for method in methods:
+        params = projection.ProjectionParams(method=method, source="z", subsample=n_points)
+        t0 = time.perf_counter()
+        _, coords, hit = projection.load_or_compute(cache, fp, pred.features("z"), params)
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        _, _, hit2 = projection.load_or_compute(cache, fp, pred.features("z"), params)
+        cached = time.perf_counter() - t0
+        m = len(coords)
+        print(
+            f"projection {method:<5} {m:>6} points: first {first:7.2f} s{' (was cached)' if hit else ''}, "
+            f"cached {cached * 1000:6.1f} ms (hit={hit2})"
+        )
+        out[f"{method}_first_s"], out[f"{method}_cached_s"] = first, cached
+    return out
+
+
+def bench_slider(run_dir: Path, size: int = 2048) -> dict[str, float]:
+    pred = from_arrays(read_predictions(run_dir) or {})
+    assert pred is not None and pred.z is not None and pred.probs is not None
+    positions = graphstats.sample_positions(len(pred), size, 0)
+    t0 = time.perf_counter()
+    sample = graphstats.build_sample(pred.z, pred.probs, pred.label, positions)
+    build = time.perf_counter() - t0
+    print(
+        f"graph sample of {len(sample)}: similarity matrix built once in {build * 1000:.0f} ms "
+        "(cached per sample)"
+    )
+    graphstats.graph_stats(sample, 0.3, 2)  # warm-up (first torch calls allocate)
+    results = {}
+    for k in (1, 2, 3, 4):
+        times = []
+        for thr in (0.1, 0.258, 0.4, 0.6):
+            t0 = time.perf_counter()
+            graphstats.graph_stats(sample, thr, k)
+            graphstats.peers_of(sample, pred.z[positions[0]], thr, k, exclude=int(positions[0]))
+            times.append(time.perf_counter() - t0)
+        results[f"k{k}"] = statistics.median(times)
+        print(
+            f"slider recompute, k={k}: median {results[f'k{k}'] * 1000:6.0f} ms, "
+            f"max {max(times) * 1000:6.0f} ms "
+            f"(statistics + one image's peers, {len(sample)} samples)"
+        )
+    return results
+
+
+def bench_pages(runs: Path, n_points: int, rounds: int = 2) -> dict[str, float]:
+    from streamlit.testing.v1 import AppTest
+
+    main = Path(__file__).resolve().parent / "main.py"
+    at = AppTest.from_file(str(main), default_timeout=600)
+    at.session_state["runs_folder"] = str(runs)
+    # Show the whole run on the map (the projection timed above), not the page's 5k default.
+    at.session_state["map_points"] = n_points
+    t0 = time.perf_counter()
+    at.run()
+    print(f"studio start (first script run, imports included): {time.perf_counter() - t0:.2f} s")
+    out = {}
+    for r in range(rounds):
+        for page in PAGES:
+            t0 = time.perf_counter()
+            at.switch_page(page).run()
+            dt = time.perf_counter() - t0
+            if at.exception:
+                raise RuntimeError(f"{page}: {at.exception[0].value}")
+            label = "cold" if r == 0 else "warm"
+            out[f"{label}:{page}"] = dt
+            print(f"page switch ({label}) {page:<22} {dt * 1000:7.0f} ms")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--run", type=Path, help="a real run directory (default: fabricate a 10k-sample run)")
+    parser.add_argument("--n", type=int, default=10_000, help="samples of the fabricated run")
+    parser.add_argument("--points", type=int, default=0, help="projection subsample (0 = all points)")
+    parser.add_argument("--methods", default="tsne,umap", help="projections to time")
+    parser.add_argument("--skip-pages", action="store_true")
+    args = parser.parse_args(argv)
+    print(f"studio threads: {limit_threads()} (${ENV_VAR})")
+
+    tmp = Path(tempfile.mkdtemp(prefix="studio-bench-"))
+    try:
+        runs = tmp / "runs"
+        if args.run:
+            run_dir = runs / args.run.name
+            shutil.copytree(args.run, run_dir, ignore=shutil.ignore_patterns("checkpoints", "cache"))
+        else:
+            have_mnist = MNIST.is_dir() and args.n <= 10_000
+            run_dir = fabricate_run(
+                runs / "bench-10k",
+                n=args.n,
+                dataset="mnist-test" if have_mnist else "digits",
+                root=str(MNIST) if have_mnist else None,
+                image_size=28 if have_mnist else 16,
+                epochs=50,
+            )
+        n = len(np.load(run_dir / PREDICTIONS_FILE)["cluster"])
+        print(f"run: {run_dir.name} ({n:,} samples)")
+        bench_projection(run_dir, run_dir / "cache", args.points or None, args.methods.split(","))
+        bench_slider(run_dir)
+        if not args.skip_pages:
+            bench_pages(runs, args.points or n)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

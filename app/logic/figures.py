@@ -1,0 +1,204 @@
+"""Plotly figure builders (pure: data in, figure out), shared by the pages and the benchmark."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+PALETTE = qualitative.Plotly + qualitative.D3 + qualitative.Light24
+MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
+
+
+def color_of(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+
+
+def line_chart(long: pd.DataFrame, x: str, title: str, y_title: str = "", height: int = 300) -> go.Figure:
+    """One line per (run, series): colour by series for one run, by run (dash by series) for several."""
+    fig = go.Figure()
+    runs = list(dict.fromkeys(long["run"])) if not long.empty else []
+    series = list(dict.fromkeys(long["series"])) if not long.empty else []
+    for r_i, run in enumerate(runs):
+        for s_i, name in enumerate(series):
+            part = long[(long["run"] == run) & (long["series"] == name)]
+            if part.empty:
+                continue
+            if len(runs) == 1:
+                color, dash, label = color_of(s_i), "solid", name
+            else:
+                color, dash = color_of(r_i), DASHES[s_i % len(DASHES)]
+                label = f"{run} · {name}" if len(series) > 1 else run
+            fig.add_trace(
+                go.Scatter(
+                    x=part[x],
+                    y=part["value"],
+                    mode="lines+markers" if len(part) < 40 else "lines",
+                    name=label,
+                    line={"color": color, "dash": dash},
+                    marker={"size": 4},
+                )
+            )
+    fig.update_layout(
+        title=title,
+        height=height,
+        margin=MARGIN,
+        xaxis_title=x,
+        yaxis_title=y_title,
+        legend={"orientation": "h", "y": -0.25},
+        uirevision="keep",
+    )
+    return fig
+
+
+def sizes_chart(x: np.ndarray, sizes: np.ndarray, title: str, height: int = 320) -> go.Figure:
+    """Stacked area of every cluster's size over time: a collapse shows as one band taking over."""
+    fig = go.Figure()
+    for c in range(sizes.shape[1] if sizes.ndim == 2 else 0):
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=sizes[:, c],
+                name=f"cluster {c}",
+                stackgroup="sizes",
+                mode="lines",
+                line={"width": 0.5, "color": color_of(c)},
+            )
+        )
+    fig.update_layout(
+        title=title,
+        height=height,
+        margin=MARGIN,
+        xaxis_title="epoch",
+        yaxis_title="samples",
+        legend={"orientation": "h", "y": -0.25},
+        uirevision="keep",
+    )
+    return fig
+
+
+def confusion_figure(
+    values: np.ndarray, row_labels: list[str], col_labels: list[str], normalized: bool, height: int = 520
+) -> go.Figure:
+    """Heatmap plus an invisible marker per cell: Plotly selection events fire on markers, so
+    clicking (or box-selecting) a cell reports it; customdata carries (row, col)."""
+    rows, cols = values.shape
+    text = [[f"{v:.2f}" if normalized else f"{int(v)}" for v in row] for row in values]
+    fig = go.Figure(
+        go.Heatmap(
+            z=values,
+            x=list(range(cols)),
+            y=list(range(rows)),
+            text=text,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            showscale=False,
+            hoverinfo="skip",
+        )
+    )
+    rr, cc = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    fig.add_trace(
+        go.Scatter(
+            x=cc.ravel(),
+            y=rr.ravel(),
+            mode="markers",
+            marker={"size": 28, "opacity": 0.01, "symbol": "square"},
+            customdata=np.stack([rr.ravel(), cc.ravel()], axis=1),
+            showlegend=False,
+            hovertemplate="cluster row %{y}, class column %{x}<br>%{text}<extra></extra>",
+            text=[
+                f"{row_labels[r]} × {col_labels[c]}: {text[r][c]}"
+                for r, c in zip(rr.ravel(), cc.ravel(), strict=True)
+            ],
+        )
+    )
+    # No drag mode: Streamlit turns clicks into selections only when the chart is not in
+    # box/lasso mode (box selection stays available from the toolbar).
+    fig.update_layout(height=height, margin=MARGIN, dragmode=False)
+    fig.update_xaxes(
+        tickmode="array", tickvals=list(range(cols)), ticktext=col_labels, title="true class", side="top"
+    )
+    fig.update_yaxes(
+        tickmode="array",
+        tickvals=list(range(rows)),
+        ticktext=row_labels,
+        title="cluster → mapped class",
+        autorange="reversed",
+    )
+    return fig
+
+
+def scatter_map(
+    coords: np.ndarray,
+    positions: np.ndarray,
+    groups: np.ndarray | None,
+    group_names: dict[int, str],
+    values: np.ndarray | None,
+    hover: list[str],
+    title: str,
+    height: int = 640,
+) -> go.Figure:
+    """WebGL scatter of a projection. Categorical ``groups`` give one trace per group (legend
+    toggles); otherwise ``values`` (e.g. confidence) colour one trace continuously. Every point
+    carries its sample position as customdata, which is what selections report back."""
+    fig = go.Figure()
+    hover_arr = np.asarray(hover, dtype=object)
+    if groups is not None:
+        for i, g in enumerate(sorted(group_names)):
+            sel = np.flatnonzero(groups == g)
+            if len(sel) == 0:
+                continue
+            fig.add_trace(
+                go.Scattergl(
+                    x=coords[sel, 0],
+                    y=coords[sel, 1],
+                    mode="markers",
+                    name=group_names[g],
+                    marker={"size": 4, "color": color_of(i) if g >= 0 else "#bbbbbb"},
+                    customdata=positions[sel],
+                    text=hover_arr[sel],
+                    hovertemplate="%{text}<extra></extra>",
+                )
+            )
+    else:
+        fig.add_trace(
+            go.Scattergl(
+                x=coords[:, 0],
+                y=coords[:, 1],
+                mode="markers",
+                name="",
+                marker={
+                    "size": 4,
+                    "color": values,
+                    "colorscale": "Viridis",
+                    "showscale": True,
+                    "colorbar": {"title": "confidence"},
+                },
+                customdata=positions,
+                text=hover_arr,
+                hovertemplate="%{text}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title=title,
+        height=height,
+        margin=MARGIN,
+        dragmode="lasso",
+        uirevision="keep",
+        legend={"itemsizing": "constant"},
+    )
+    fig.update_xaxes(showticklabels=False, title=None)
+    fig.update_yaxes(showticklabels=False, title=None, scaleanchor="x")
+    return fig
+
+
+def histogram(values: np.ndarray, title: str, x_title: str, height: int = 260) -> go.Figure:
+    fig = go.Figure(go.Histogram(x=values, nbinsx=40, marker={"color": color_of(0)}))
+    fig.update_layout(
+        title=title, height=height, margin=MARGIN, xaxis_title=x_title, yaxis_title="images", bargap=0.05
+    )
+    return fig

@@ -1,0 +1,1 @@
+"""Streamlit glue shared by the pages: sidebar, run selection, cached loaders, image grids."""

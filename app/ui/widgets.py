@@ -1,0 +1,48 @@
+"""Small reusable Streamlit pieces (image grids, CSV export)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app.logic.images import DataView, thumbnails
+from app.logic.selection import to_csv
+
+
+def image_grid(
+    view: DataView,
+    positions: np.ndarray,
+    index: np.ndarray,
+    captions: list[str] | None = None,
+    limit: int = 48,
+    size: int = 64,
+    empty: str = "No images.",
+) -> None:
+    """Thumbnails of ``positions`` (first ``limit``), or why there are none."""
+    positions = np.asarray(positions, dtype=np.int64)
+    if len(positions) == 0:
+        st.caption(empty)
+        return
+    if not view.has_images:
+        st.info(f"No images to show: {view.problem}")
+        return
+    shown = positions[:limit]
+    thumbs = thumbnails(view.images, shown, index, size)
+    caps = captions[: len(shown)] if captions is not None else None
+    st.image(thumbs, caption=caps, width=size + 8 if caps else size)
+    if len(positions) > limit:
+        st.caption(f"showing {limit} of {len(positions)}")
+
+
+def download_csv(df: pd.DataFrame, name: str, label: str = "Export CSV", key: str | None = None) -> None:
+    st.download_button(
+        label,
+        to_csv(df),
+        file_name=name,
+        mime="text/csv",
+        icon=":material/download:",
+        on_click="ignore",
+        key=key,
+        disabled=df.empty,
+    )

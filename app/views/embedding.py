@@ -1,0 +1,159 @@
+"""Embedding map: t-SNE / UMAP of z, h or probs; lasso or box selection shows and exports images."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import streamlit as st
+
+from app.logic import figures, projection, selection
+from app.logic.confusion import class_name
+from app.logic.failures import mapped_labels
+from app.logic.runsdir import cache_dir
+from app.ui import context, widgets
+from clustering.metrics import hungarian_mapping
+from clustering.runs import PREDICTIONS_FILE
+
+AUTO_COMPUTE_MAX = 2500  # small projections start by themselves; larger ones wait for a click
+SOURCE_NAMES = {"z": "instance embeddings z", "h": "backbone features h", "probs": "cluster probabilities"}
+
+st.title("Embedding map")
+ctx = context.run_context()
+if ctx is None:
+    st.stop()
+pred = ctx.pred
+view = context.data_view(ctx.config)
+names = context.class_names_for(ctx, view)
+n = len(pred)
+
+sources = [s for s in projection.SOURCES if pred.features(s) is not None]
+if not sources:
+    st.warning("predictions.npz holds no embeddings (z, h or probs) to project.")
+    st.stop()
+c1, c2, c3, c4 = st.columns(4)
+method = c1.radio(
+    "Projection",
+    ["tsne", "umap"],
+    format_func={"tsne": "t-SNE", "umap": "UMAP"}.get,
+    horizontal=True,
+    key="map_method",
+)
+source = c2.selectbox("Of", sources, format_func=SOURCE_NAMES.get, key="map_source")
+sizes = [s for s in (1000, 2000, 5000, 10000, 20000) if s < n] + [n]
+subsample = c3.selectbox(
+    "Points",
+    sizes,
+    index=sizes.index(min(sizes, key=lambda s: abs(s - 5000))),
+    format_func=lambda s: f"all {s:,}" if s == n else f"{s:,} (subsample)",
+    key="map_points",
+)
+color_options = (
+    ["cluster", "label", "correct / wrong", "confidence"] if pred.has_labels else ["cluster", "confidence"]
+)
+color_by = c4.selectbox("Colour by", color_options, key="map_color")
+with st.expander("Projection parameters"):
+    a, b, c, d = st.columns(4)
+    perplexity = a.number_input("t-SNE perplexity", 5.0, 100.0, 30.0, 5.0, key="map_perplexity")
+    n_neighbors = b.number_input("UMAP neighbours", 2, 200, 15, 1, key="map_neighbors")
+    min_dist = c.number_input("UMAP min_dist", 0.0, 1.0, 0.1, 0.05, key="map_min_dist")
+    seed = d.number_input("Seed", 0, 10_000, 0, 1, key="map_seed")
+params = projection.ProjectionParams(
+    method=method,
+    source=source,
+    subsample=None if subsample >= n else int(subsample),
+    seed=int(seed),
+    perplexity=float(perplexity),
+    n_neighbors=int(n_neighbors),
+    min_dist=float(min_dist),
+)
+folder = cache_dir(ctx.ref, context.runs_folder())
+fingerprint = projection.predictions_fingerprint(ctx.ref.path / PREDICTIONS_FILE)
+key = projection.cache_key(fingerprint, params)
+cached = projection.load(folder, key)
+
+
+def compute_with_progress() -> tuple[np.ndarray, np.ndarray]:
+    """Run the projection in a worker thread and show elapsed time against a rough estimate
+    (sklearn and umap offer no progress callback)."""
+    label = "t-SNE" if method == "tsne" else "UMAP"
+    estimate = max(3.0, subsample / (350.0 if method == "tsne" else 600.0))
+    bar = st.progress(
+        0.0, text=f"Computing {label} of {subsample:,} points (first time only; cached afterwards)…"
+    )
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        job = pool.submit(projection.load_or_compute, folder, fingerprint, pred.features(source), params)
+        start = time.time()
+        while not job.done():
+            elapsed = time.time() - start
+            bar.progress(
+                min(0.95, elapsed / estimate),
+                text=f"Computing {label} of {subsample:,} points… {elapsed:.0f} s",
+            )
+            time.sleep(0.25)
+        positions, coords, _ = job.result()
+    bar.empty()
+    return positions, coords
+
+
+if cached is None:
+    if subsample <= AUTO_COMPUTE_MAX or st.button(
+        f"Compute {method.upper()} of {subsample:,} points", type="primary", key="map_compute"
+    ):
+        cached = compute_with_progress()
+    else:
+        st.info(
+            f"This projection has not been computed yet. It is computed once and then loaded from `{folder}`."
+        )
+        st.stop()
+positions, coords = cached
+
+mapping = hungarian_mapping(pred.label, pred.cluster) if pred.has_labels else {}
+cl = pred.cluster[positions]
+hover = [
+    f"#{pred.index[p]} · cluster {c} · conf {pred.confidence[p]:.2f}"
+    for p, c in zip(positions, cl, strict=True)
+]
+if pred.has_labels:
+    lab = pred.label[positions]
+    hover = [f"{h} · label {class_name(names, int(y))}" for h, y in zip(hover, lab, strict=True)]
+values = None
+if color_by == "cluster":
+    groups, group_names = cl, {int(c): f"cluster {c}" for c in np.unique(cl)}
+elif color_by == "label":
+    groups, group_names = lab, {int(y): class_name(names, int(y)) for y in np.unique(lab)}
+elif color_by == "correct / wrong":
+    groups = (mapped_labels(pred.cluster, mapping)[positions] == lab).astype(int)
+    group_names = {1: "correct", 0: "wrong"}
+else:
+    groups, group_names, values = None, {}, pred.confidence[positions]
+label = "t-SNE" if method == "tsne" else "UMAP"
+title = f"{label} of {SOURCE_NAMES[source]} · {len(positions):,} points"
+fig = figures.scatter_map(coords, positions, groups, group_names, values, hover, title)
+event = st.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=("points", "box", "lasso"))
+
+picked = selection.points_to_positions(selection.selection_points(event))
+st.subheader("Selection")
+if len(picked) == 0:
+    st.caption(
+        "Draw a lasso (or a box, from the toolbar) on the map to see the images and export their indices."
+    )
+else:
+    df = selection.export_frame(picked, pred.index, pred.cluster, pred.confidence, pred.label, names)
+    c1, c2, c3 = st.columns([2, 1, 1])
+    c1.markdown(
+        f"**{len(picked)}** selected · clusters: "
+        + ", ".join(
+            f"{c} ({k})" for c, k in zip(*np.unique(pred.cluster[picked], return_counts=True), strict=True)
+        )
+    )
+    with c2:
+        widgets.download_csv(df, f"{ctx.ref.run_id}-selection.csv", key="map_csv")
+    if c3.button("Inspect in community graph", icon=":material/hub:", key="map_to_graph"):
+        st.session_state["focus_index"] = int(picked[0])
+        st.switch_page("views/graph.py")
+    widgets.image_grid(
+        view, picked, pred.index, [f"#{pred.index[p]} · c{pred.cluster[p]}" for p in picked], limit=64
+    )
+    st.dataframe(df, hide_index=True, height=240)

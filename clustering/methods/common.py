@@ -1,0 +1,53 @@
+"""Checks and helpers shared by several methods."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from clustering.errors import ConfigError
+from clustering.models import ClusterModel
+
+
+def is_vector_model(model: ClusterModel) -> bool:
+    """True when the model was built for (N, D) vectors: its input statistics are (1, D), not
+    (1, C, 1, 1) as for images (see ``clustering.train._build``)."""
+    return model.input_mean.dim() == 2
+
+
+def require_images(model: ClusterModel, method: str) -> None:
+    """Refuse vector data up front, before any augmentation is attempted."""
+    if is_vector_model(model):
+        raise ConfigError(
+            f"method {method!r} learns from augmented views of images, and this data set holds feature "
+            f"vectors (kind 'vector') for which no image augmentation exists; use --method lnscc for vectors"
+        )
+
+
+def out_features(head: nn.Module) -> int:
+    """Output width of a head: the ``out_features`` of its last Linear layer."""
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise TypeError(f"{type(head).__name__} has no Linear layer")
+    return int(linears[-1].out_features)
+
+
+def fetch(dataset_inputs: Tensor | None, indices: Tensor, like: Tensor, method: str) -> Tensor:
+    """The data set's inputs at ``indices``, on ``like``'s device (the inputs may stay on the CPU)."""
+    if dataset_inputs is None:
+        raise ConfigError(f"method {method!r} needs Batch.dataset_inputs (the trainer fills it)")
+    return dataset_inputs[indices.to(dataset_inputs.device)].to(like.device, non_blocking=True)
+
+
+def adopt_buffer_shapes(module: nn.Module, state_dict: dict[str, Tensor], prefix: str, names: tuple[str, ...]) -> None:
+    """Resize the per-sample buffers ``names`` to the shapes in ``state_dict`` before loading.
+
+    GCC's bank and LNSCC's graph are sized by the training set; a checkpoint evaluated on another
+    split (inductive evaluation) builds the method for a different N, and the weights must still
+    load. The graph is not used for evaluation, so taking the checkpoint's shapes is safe.
+    """
+    for name in names:
+        incoming = state_dict.get(prefix + name)
+        current = module._buffers.get(name)
+        if incoming is not None and current is not None and incoming.shape != current.shape:
+            module._buffers[name] = torch.zeros(incoming.shape, dtype=current.dtype, device=current.device)

@@ -1,0 +1,211 @@
+"""LNSCC: Locally Normalized Soft Contrastive Clustering (``papers/lnscc.txt``).
+
+Inputs are vectors: feature matrices, or images flattened (pixels scaled to [0, 1]) into the
+MLP encoder D-500-500-2000-64 (the ``mlp`` backbone plus a linear layer to Z; the method
+replaces the generic two-layer instance head by that single layer). The cluster head is the
+paper's FC with one hidden layer of 32 units on Z. Training:
+
+1. Before the first step, the locally normalised kNN graph (M = 10, Euclidean) is built on the
+   inputs and the pair sets E^{im+}, E^{im-}, E^{ba} (quantity matrices of Eq. 6 and 11) and the
+   size of E^{dis} (Eq. 16) are derived (``lnscc_graph``). The kNN table is kept in buffers so a
+   checkpoint carries the graph.
+2. Every step draws as many pairs as the batch has samples, uniformly from the union of the four
+   pair sets (so each set contributes in proportion to its size, which is what beta balances),
+   and computes L_im + L_ba + L_dis on them with O_ij = exp(-||Z_i - Z_j||) (Eq. 4, 9, 13, 17).
+3. The batch's own samples give the self-training loss of Eq. 18 (KL to the sharpened target plus
+   gamma times the prior term), weighted by eta = min(delta * n_i, xi) (Eq. 19).
+
+Ambiguities resolved (see also ``lnscc_graph``):
+- n_i in Eq. 19 counts optimiser steps (the paper says "iteration"), so eta reaches xi after
+  xi / delta = 100 steps.
+- The sums of Eq. 9, 13 and 17 are averaged over the pairs of the batch (a constant rescaling
+  that keeps the step size independent of the batch size); the KL of Eq. 18 is averaged over
+  the batch's samples.
+- d is the Euclidean distance in Z (not squared); Z is not normalised.
+- E^{dis} is not materialised: its pairs are drawn afresh among the non-edges at every step,
+  which is a uniform sample of a set of size beta |E^{im+}| in expectation.
+- The graph is built on the raw inputs (pixels in [0, 1], features as given); scale features
+  beforehand if their units differ, since softmax(-D) depends on the distance scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from clustering.losses import self_training_loss, soft_contrastive_loss
+from clustering.methods.common import adopt_buffer_shapes, out_features
+from clustering.methods.lnscc_graph import (
+    PairSets,
+    adjacency,
+    draw_edges,
+    draw_non_edges,
+    knn,
+    local_weights,
+    pair_sets,
+)  # fmt: skip
+from clustering.methods.registry import Batch, StepOutput, register_method
+from clustering.models import ClusterModel
+
+SETS = ("im_pos", "im_neg", "ba", "dis")
+ATTRACT = {"im_pos": True, "im_neg": False, "ba": True, "dis": False}
+
+
+@dataclass
+class LNSCCParams:
+    """LNSCC hyperparameters (paper defaults).
+
+    neighbors: M of the locally normalised kNN graph (10; 70 for REUTERS-10K).
+    alpha: over-sampling ratio of E^{im+} (Eq. 6). beta: |E^{dis}| / |E^{im+}| (Eq. 16).
+    gamma: weight of the prior term (Eq. 18). delta, xi: eta = min(delta * step, xi) (Eq. 19).
+    cluster_hidden: width of the cluster head's hidden layer (32).
+    max_copies: cap on any edge's copy count (guards the divisions of Eq. 6).
+    """
+
+    neighbors: int = 10
+    alpha: float = 2.0
+    beta: float = 5.0
+    gamma: float = 1.0
+    delta: float = 0.05
+    xi: float = 5.0
+    cluster_hidden: int = 32
+    max_copies: int = 1000
+
+    def validate(self) -> None:
+        if self.neighbors < 1:
+            raise ValueError(f"neighbors must be >= 1, got {self.neighbors}")
+        if self.alpha <= 0 or self.beta < 0 or self.gamma < 0 or self.delta < 0 or self.xi < 0:
+            raise ValueError("alpha must be > 0 and beta, gamma, delta, xi >= 0")
+        if self.cluster_hidden < 1 or self.max_copies < 1:
+            raise ValueError("cluster_hidden and max_copies must be >= 1")
+
+
+def graph_inputs(x: Tensor) -> np.ndarray:
+    """The space the graph lives in: images as flattened pixels in [0, 1], vectors as given."""
+    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    return x.reshape(x.shape[0], -1).cpu().numpy()
+
+
+@register_method
+class LNSCC(nn.Module):
+    """Soft contrastive pairs from a locally normalised kNN graph, plus KL self-training.
+
+    Training defaults are the paper's: SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 200,
+    the ``mlp`` backbone and a 64-dimensional Z.
+    """
+
+    name = "lnscc"
+    description = "locally normalised kNN graph: soft contrastive im/ba/dis pairs + KL self-training (vectors)"
+    Params = LNSCCParams
+    train_defaults = {"optimizer": "sgd", "lr": 0.01, "weight_decay": 5e-4, "scheduler": "none", "batch_size": 200,
+                      "backbone": "mlp", "instance_dim": 64}  # fmt: skip
+
+    def __init__(self, model: ClusterModel, params: LNSCCParams, num_samples: int) -> None:
+        super().__init__()
+        if num_samples <= params.neighbors:
+            raise ValueError(f"LNSCC needs more samples ({num_samples}) than graph neighbours ({params.neighbors})")
+        z_dim = out_features(model.instance_head)
+        # Z = the encoder's output: D-500-500-2000-64, one linear layer after the backbone.
+        model.instance_head = nn.Linear(int(model.backbone.out_dim), z_dim)
+        # U = FC(Z): the cluster head reads Z (shared layer), through one hidden layer.
+        model.cluster_head = nn.Sequential(
+            model.instance_head, nn.Linear(z_dim, params.cluster_hidden), nn.ReLU(inplace=True),
+            nn.Linear(params.cluster_hidden, model.num_clusters),
+        )  # fmt: skip
+        self.model = model
+        self.params = params
+        self.register_buffer("knn_index", torch.zeros(num_samples, params.neighbors, dtype=torch.long))
+        self.register_buffer("knn_dist", torch.zeros(num_samples, params.neighbors))
+        self.register_buffer("graph_ready", torch.tensor(False))
+        self.register_buffer("steps", torch.tensor(0, dtype=torch.long))
+        self._pairs: PairSets | None = None
+        self._counts: dict[str, Tensor] = {}
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        adopt_buffer_shapes(self, state_dict, prefix, ("knn_index", "knn_dist"))
+        self._pairs = None  # derived from the buffers again on the next step
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    # ------------------------------------------------------------------ graph
+
+    @torch.no_grad()
+    def build_graph(self, inputs: Tensor) -> None:
+        """The kNN table of the whole data set's inputs (N, ...)."""
+        if inputs.shape[0] != self.knn_index.shape[0]:
+            raise ValueError(f"expected {self.knn_index.shape[0]} samples, got {inputs.shape[0]}")
+        idx, dist = knn(graph_inputs(inputs), self.params.neighbors)
+        self.knn_index.copy_(torch.from_numpy(idx))
+        self.knn_dist.copy_(torch.from_numpy(dist).float())
+        self.graph_ready.fill_(True)
+        self._pairs = None
+
+    def pairs(self) -> PairSets:
+        """The pair sets, derived deterministically from the kNN buffers (cached)."""
+        if self._pairs is None:
+            p = self.params
+            idx, dist = self.knn_index.cpu().numpy(), self.knn_dist.double().cpu().numpy()
+            self._pairs = pair_sets(adjacency(idx, local_weights(dist)), p.alpha, p.beta, p.max_copies)
+            device = self.knn_index.device
+            self._edges = torch.from_numpy(self._pairs.edges).to(device)
+            self._counts = {name: torch.from_numpy(getattr(self._pairs, name)).to(device)
+                            for name in ("im_pos", "im_neg", "ba")}  # fmt: skip
+        return self._pairs
+
+    def draw_pairs(self, num: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """``num`` pairs (num, 2) drawn uniformly from the union of the four pair sets, and the
+        set each came from ((num,) indices into ``SETS``)."""
+        sizes = self.pairs().sizes()
+        device = self.knn_index.device
+        weights = torch.tensor([float(sizes[s]) for s in SETS], device=device)
+        which = torch.multinomial(weights, num, replacement=True, generator=generator)
+        chunks, labels = [], []
+        for k, name in enumerate(SETS):
+            count = int((which == k).sum())
+            if count == 0:
+                continue
+            if name == "dis":
+                chosen = draw_non_edges(self.knn_index, count, generator)
+            else:
+                chosen = self._edges[draw_edges(self._counts[name], count, generator)]
+            chunks.append(chosen)
+            labels.append(torch.full((chosen.shape[0],), k, device=device))
+        return torch.cat(chunks), torch.cat(labels)
+
+    # ------------------------------------------------------------------ step
+
+    def eta(self) -> float:
+        return min(self.params.delta * float(self.steps), self.params.xi)
+
+    def training_step(self, batch: Batch) -> StepOutput:
+        if batch.dataset_inputs is None:
+            raise RuntimeError("LNSCC needs Batch.dataset_inputs (the trainer fills it)")
+        if not bool(self.graph_ready):
+            self.build_graph(batch.dataset_inputs)
+        self.steps += 1  # n_i of Eq. 19 counts from 1
+        x = batch.inputs
+        n = x.shape[0]
+        generator = getattr(batch.views, "generator", None)
+        pairs, which = self.draw_pairs(n, generator)
+        # One forward pass over the batch and every pair endpoint, each sample once.
+        wanted = torch.cat([batch.indices.to(pairs.device), pairs[:, 0], pairs[:, 1]])
+        unique, inverse = torch.unique(wanted, return_inverse=True)
+        inputs = batch.dataset_inputs[unique.to(batch.dataset_inputs.device)].to(x.device)
+        out = self.model(inputs.float() / 255.0 if inputs.dtype == torch.uint8 else inputs.float())
+        inverse = inverse.to(out.z.device)
+        z_i, z_j = out.z[inverse[n : n + len(pairs)]], out.z[inverse[n + len(pairs) :]]
+        which = which.to(out.z.device)
+        attract = torch.tensor([ATTRACT[s] for s in SETS], device=out.z.device)[which]
+        costs = soft_contrastive_loss(z_i, z_j, attract, reduction="none")
+        per_set = {s: costs[which == k].sum() / len(pairs) for k, s in enumerate(SETS)}
+        # The target's cluster frequencies and the prior span the batch: under DDP gather it (the
+        # identity in one process). The pair terms are per-pair means; DDP's gradient averaging
+        # already makes them the mean over every process's pairs.
+        loss_clu = self_training_loss(batch.gather(out.probs[inverse[:n]]), self.params.gamma)
+        eta = self.eta()
+        loss = costs.mean() + eta * loss_clu
+        parts = {"loss_im": per_set["im_pos"] + per_set["im_neg"], "loss_ba": per_set["ba"],
+                 "loss_dis": per_set["dis"], "loss_clu": loss_clu, "eta": torch.tensor(eta)}  # fmt: skip
+        return StepOutput(loss=loss, parts=parts)

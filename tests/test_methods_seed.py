@@ -1,0 +1,324 @@
+"""Every registered method takes a training step; CC, SACC, GCC and LNSCC do what their papers say."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clustering.config import TrainConfig
+from clustering.data import DataSet, load_dataset
+from clustering.errors import ConfigError, UserError
+from clustering.methods import Batch, EpochContext, method_names
+from clustering.methods import sacc as sacc_module
+from clustering.methods.gcc import GCC, batch_weights, knn_indices, symmetric_degree
+from clustering.methods.lnscc_graph import adjacency, draw_edges, draw_non_edges, knn, local_weights, pair_sets
+from clustering.train import ViewMaker, _build, embed, resolve_config
+
+DEVICE = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def digits() -> DataSet:
+    full = load_dataset("digits")  # 16 px
+    return DataSet(inputs=full.inputs[:64].clone(), labels=full.labels[:64], class_names=full.class_names,
+                   name="digits", num_classes=10)  # fmt: skip
+
+
+def blobs(n: int = 60, d: int = 8, k: int = 3, seed: int = 0) -> DataSet:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % k
+    centres = torch.randn(k, d, generator=g) * 6
+    x = centres[labels] + torch.randn(n, d, generator=g)
+    return DataSet(inputs=x.float(), labels=labels.numpy(), class_names=[str(i) for i in range(k)], name="vectors",
+                   kind="vector", num_classes=k)  # fmt: skip
+
+
+def setup(method: str, data: DataSet, **params: object):  # noqa: ANN201
+    torch.manual_seed(0)
+    config = resolve_config(TrainConfig(method=method, dataset=data.name, batch_size=16, method_params=params), data)
+    m = _build(config, data, DEVICE)
+    return m, config, ViewMaker(config, data, DEVICE)
+
+
+def one_step(method, config, views, data: DataSet, n: int = 16):  # noqa: ANN001, ANN201
+    hook = getattr(method, "on_epoch_start", None)
+    if hook is not None:
+        hook(EpochContext(epoch=0, device=DEVICE, num_samples=len(data),
+                          embed=lambda: embed(method.model, data.inputs, DEVICE)))  # fmt: skip
+    idx = torch.arange(n)
+    return method.training_step(Batch(inputs=data.inputs[idx], indices=idx, views=views, dataset_inputs=data.inputs))
+
+
+# ----------------------------------------------------------------------------- every method
+
+
+@pytest.mark.parametrize("name", method_names())
+def test_one_training_step_every_method(name: str, digits: DataSet) -> None:
+    data = blobs() if name == "lnscc" else digits
+    method, config, views = setup(name, data)
+    out = one_step(method, config, views, data)
+    assert out.loss.dim() == 0 and torch.isfinite(out.loss)
+    assert out.parts and all(v.dim() == 0 and torch.isfinite(v) for v in out.parts.values())
+    method.zero_grad(set_to_none=True)
+    out.loss.backward()
+    for pname, param in method.named_parameters():
+        assert param.grad is not None, f"{name}: {pname} got no gradient"
+        assert param.grad.abs().sum() > 0, f"{name}: {pname} got a zero gradient"
+    with torch.no_grad():
+        x = data.inputs[:5]
+        res = method.model(x.float() / 255 if x.dtype == torch.uint8 else x)
+    assert res.probs.shape == (5, config.num_clusters)
+    assert res.z.shape == (5, config.instance_dim)
+    torch.testing.assert_close(res.probs.sum(dim=1), torch.ones(5))
+
+
+def test_lnscc_accepts_images(digits: DataSet) -> None:
+    method, config, views = setup("lnscc", digits)
+    assert config.backbone == "mlp" and config.instance_dim == 64
+    out = one_step(method, config, views, digits)
+    assert torch.isfinite(out.loss)
+
+
+@pytest.mark.parametrize("name", ["cc", "sacc", "gcc"])
+def test_image_methods_refuse_vectors_at_build(name: str) -> None:
+    with pytest.raises(ConfigError, match="vector"):
+        setup(name, blobs())
+
+
+@pytest.mark.parametrize("name", ["uccc", "cc", "sacc", "gcc"])
+def test_image_methods_refuse_vectors_in_training(name: str, tmp_path) -> None:  # noqa: ANN001
+    from clustering.train import train
+
+    config = TrainConfig(method=name, dataset="vectors", max_steps=1, out=str(tmp_path), threads=1)
+    with pytest.raises(UserError, match="vector"):
+        train(config, data=blobs(k=10), progress=False)
+
+
+def test_paper_training_defaults() -> None:
+    from clustering.methods import get_method
+
+    assert get_method("cc").train_defaults["batch_size"] == 256
+    assert get_method("sacc").train_defaults["batch_size"] == 200
+    lnscc = get_method("lnscc").train_defaults
+    assert (lnscc["optimizer"], lnscc["lr"], lnscc["weight_decay"], lnscc["batch_size"]) == ("sgd", 0.01, 5e-4, 200)
+    gcc = get_method("gcc").train_defaults
+    assert gcc["optimizer"] == "sgd" and gcc["scheduler"] == "cosine" and gcc["weight_decay"] == 1e-4
+
+
+# ----------------------------------------------------------------------------- CC
+
+
+def test_cc_entropy_switch(digits: DataSet) -> None:
+    with_h, config, views = setup("cc", digits)
+    without, _, _ = setup("cc", digits, entropy="false")
+    assert with_h.params.entropy and not without.params.entropy
+    a = one_step(with_h, config, ViewMaker(config, digits, DEVICE), digits)
+    b = one_step(without, config, ViewMaker(config, digits, DEVICE), digits)
+    # Same weights and views: the only difference is the balance term of both views.
+    assert float((a.loss - b.loss).detach()) == pytest.approx(float(a.parts["balance"]), abs=1e-4)
+    assert float(a.parts["balance"]) > 0
+
+
+# ----------------------------------------------------------------------------- SACC
+
+
+def test_sacc_combines_the_right_view_pairs(digits: DataSet, monkeypatch: pytest.MonkeyPatch) -> None:
+    method, config, views = setup("sacc", digits)
+    n = 16
+    ins_pairs, clu_pairs = [], []
+
+    def view_of(t: torch.Tensor) -> int:  # slices of the (3n, d) output: which third?
+        return t.storage_offset() // (n * t.shape[1])
+
+    real_ins, real_clu = sacc_module.nt_xent, sacc_module.cc_cluster_loss
+    monkeypatch.setattr(sacc_module, "nt_xent", lambda a, b, t: ins_pairs.append((view_of(a), view_of(b)))
+                        or real_ins(a, b, t))  # fmt: skip
+    monkeypatch.setattr(sacc_module, "cc_cluster_loss", lambda a, b, t, entropy: clu_pairs.append(
+        (view_of(a), view_of(b), entropy)) or real_clu(a, b, t, entropy))  # fmt: skip
+    seen = {}
+    monkeypatch.setattr(sacc_module, "rand_augment", lambda x, n, m, generator: seen.update(n=n, m=m)
+                        or torch.zeros_like(x))  # fmt: skip
+    inputs = []
+    forward = method.model.forward
+    monkeypatch.setattr(method.model, "forward", lambda x: inputs.append(x) or forward(x))
+    out = one_step(method, config, views, digits, n)
+    assert ins_pairs == [(0, 1), (1, 2)]  # ins(w1, w2) + ins(w2, s)
+    assert clu_pairs == [(0, 1, True), (0, 2, True), (1, 2, True)]  # all three pairs, with entropy
+    assert seen == {"n": 5, "m": 10}
+    x = inputs[0]
+    assert x.shape[0] == 3 * n and x[2 * n :].abs().sum() == 0 and x[: 2 * n].abs().sum() > 0  # third = strong
+    assert torch.isfinite(out.loss)
+
+
+def test_sacc_sigma_weights_the_cluster_losses(digits: DataSet) -> None:
+    a, config, _ = setup("sacc", digits, sigma=1.0)
+    b, _, _ = setup("sacc", digits, sigma=0.5)
+    out_a = one_step(a, config, ViewMaker(config, digits, DEVICE), digits)
+    out_b = one_step(b, config, ViewMaker(config, digits, DEVICE), digits)
+    assert float(out_a.loss - out_a.parts["loss_ins"]) == pytest.approx(float(out_a.parts["loss_clu"]), rel=1e-5)
+    assert float(out_b.loss - out_b.parts["loss_ins"]) == pytest.approx(0.5 * float(out_b.parts["loss_clu"]), rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- GCC
+
+
+def _ctx(epoch: int, z: np.ndarray) -> EpochContext:
+    return EpochContext(epoch=epoch, embed=lambda: {"z": z, "probs": None, "h": None}, device=DEVICE,
+                        num_samples=len(z))  # fmt: skip
+
+
+def test_gcc_graph_uses_the_moving_average(digits: DataSet) -> None:
+    method, _, _ = setup("gcc", digits, alpha=0.3)
+    n, d = method.bank.shape
+    g = torch.Generator().manual_seed(0)
+    z0, z1 = torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
+    method.on_epoch_start(_ctx(0, z0.numpy()))
+    torch.testing.assert_close(method.bank, F.normalize(z0, dim=1))  # the first bank is z itself
+    method.on_epoch_start(_ctx(1, z1.numpy()))
+    expected = F.normalize(0.7 * F.normalize(z0, dim=1) + 0.3 * F.normalize(z1, dim=1), dim=1)
+    torch.testing.assert_close(method.bank, expected)
+    torch.testing.assert_close(method.neighbors, knn_indices(expected, 5))
+
+
+def test_gcc_rebuild_schedule_and_state_dict(digits: DataSet) -> None:
+    method, _, _ = setup("gcc", digits, graph_every=2)
+    n, d = method.bank.shape
+    z0, z1 = torch.randn(n, d), torch.randn(n, d)
+    method.on_epoch_start(_ctx(0, z0.numpy()))
+    before = method.bank.clone()
+    method.on_epoch_start(_ctx(1, z1.numpy()))  # not a rebuild epoch
+    torch.testing.assert_close(method.bank, before)
+    state = method.state_dict()
+    assert {"bank", "neighbors", "degree", "graph_ready"} <= set(state)
+    fresh, _, _ = setup("gcc", digits)
+    fresh.load_state_dict(state)
+    torch.testing.assert_close(fresh.neighbors, method.neighbors)
+    assert bool(fresh.graph_ready)
+
+
+def test_gcc_knn_graph_finds_the_blobs() -> None:
+    z = torch.cat([torch.randn(10, 4) * 0.01 + torch.eye(4)[i] for i in range(3)])
+    nb = knn_indices(z, 5)
+    assert (nb // 10 == torch.arange(30)[:, None] // 10).all()
+    assert (nb != torch.arange(30)[:, None]).all()  # never itself
+    deg = symmetric_degree(nb)
+    assert (deg >= 6).all() and (deg <= 11).all()  # k out-links, some in-links, + the self-loop
+
+
+def test_gcc_batch_weights_are_symmetric_laplacian_entries() -> None:
+    neighbors = torch.tensor([[1], [2], [0], [0]])  # 0->1, 1->2, 2->0, 3->0
+    degree = symmetric_degree(neighbors)
+    assert degree.tolist() == [4.0, 3.0, 3.0, 2.0]  # neighbours {1,2,3}, {0,2}, {0,1}, {0} + self
+    samples = torch.tensor([0, 3, 0, 1])  # views: 0, 3, 0 again, 1
+    w = batch_weights(samples, neighbors, degree)
+    torch.testing.assert_close(w, w.T)
+    assert w[0, 2] == pytest.approx(1 / 4)  # two views of sample 0: self-loop weight 1/d_0
+    assert w[0, 1] == pytest.approx(1 / math.sqrt(8))  # 3 -> 0 links them both ways
+    assert w[1, 3] == 0 and torch.diagonal(w).abs().sum() == 0  # 3 and 1 are not linked
+
+
+def test_gcc_random_neighbours_come_from_the_graph(digits: DataSet) -> None:
+    method, _, _ = setup("gcc", digits)
+    method.on_epoch_start(_ctx(0, torch.randn(*method.bank.shape).numpy()))
+    idx = torch.arange(64).repeat(20)
+    nbr = method.random_neighbors(idx, torch.Generator().manual_seed(0))
+    allowed = torch.cat([method.neighbors, torch.arange(64)[:, None]], dim=1)[idx]
+    assert (allowed == nbr[:, None]).any(dim=1).all()
+    assert (nbr == idx).any() and (nbr != idx).any()
+
+
+def test_gcc_checkpoint_loads_for_another_split(digits: DataSet) -> None:
+    method, _, _ = setup("gcc", digits)
+    smaller = DataSet(inputs=digits.inputs[:40], labels=digits.labels[:40], class_names=digits.class_names,
+                      name="digits", num_classes=10)  # fmt: skip
+    other, _, _ = setup("gcc", smaller)
+    other.load_state_dict(method.state_dict())  # bank shapes adopt the checkpoint's
+    torch.testing.assert_close(other.model.cluster_head[0].weight, method.model.cluster_head[0].weight)
+
+
+# ----------------------------------------------------------------------------- LNSCC
+
+
+def test_lnscc_hand_made_graph_and_counts() -> None:
+    """Three samples, M = 2: worked out by hand in the comments."""
+    idx = np.array([[1, 2], [0, 2], [1, 0]])
+    dist = np.array([[1.0, 2.0], [1.0, 1.0], [1.0, 2.0]])
+    w = local_weights(dist)
+    s = 1 / (1 + math.exp(-1))  # softmax(-[1, 2]) = [s, 1 - s], s = 0.7311
+    np.testing.assert_allclose(w, [[s, 1 - s], [0.5, 0.5], [s, 1 - s]])
+    a = adjacency(idx, w).toarray()
+    np.testing.assert_allclose(a, a.T)
+    a01 = s + 0.5 - 0.5 * s  # W01 + W10 - W01 W10 = 0.8655
+    a02 = 2 * (1 - s) - (1 - s) ** 2  # 0.4655
+    np.testing.assert_allclose(a, [[0, a01, a02], [a01, 0, a01], [a02, a01, 0]], atol=1e-12)
+    sets = pair_sets(adjacency(idx, w), alpha=2.0, beta=5.0)
+    assert sets.edges.tolist() == [[0, 1], [0, 2], [1, 2]]
+    # Eq. 6: Q+ = floor(2 * 0.8655 / (1 - A)) -> 12.87, 3.24, 12.87; Q- = floor((1 - 0.4655) / A)
+    # -> 0.62, 1.15, 0.62. Eq. 11: floor(A / mean) with mean 0.7322 -> 1.18, 0.64, 1.18.
+    assert sets.im_pos.tolist() == [12, 3, 12]
+    assert sets.im_neg.tolist() == [0, 1, 0]
+    assert sets.ba.tolist() == [1, 0, 1]
+    assert sets.sizes() == {"im_pos": 27, "im_neg": 1, "ba": 2, "dis": 135}  # Eq. 16: 5 * 27
+
+
+def test_lnscc_graph_is_sparse_symmetric_and_local() -> None:
+    data = blobs(n=300, d=5, k=3, seed=1)
+    x = data.inputs.numpy()
+    idx, dist = knn(x, 10)
+    assert idx.shape == (300, 10) and not (idx == np.arange(300)[:, None]).any()
+    assert (np.diff(dist, axis=1) >= 0).all()
+    a = adjacency(idx, local_weights(dist))
+    assert a.nnz <= 2 * 300 * 10  # sparse, never N x N
+    assert abs(a - a.T).max() < 1e-12
+    assert a.data.min() > 0 and a.data.max() <= 1.0
+    rows, cols = a.nonzero()
+    assert (data.labels[rows] == data.labels[cols]).mean() > 0.99  # well separated blobs
+
+
+def test_lnscc_pair_sampling_follows_counts_and_disconnection() -> None:
+    counts = torch.tensor([1, 3, 0, 4])
+    draws = draw_edges(counts, 16000, torch.Generator().manual_seed(0))
+    freq = torch.bincount(draws, minlength=4).float() / 16000
+    torch.testing.assert_close(freq, counts.float() / 8, atol=0.02, rtol=0)
+    neighbors = torch.tensor([[1], [2], [3], [0], [0]])
+    pairs = draw_non_edges(neighbors, 500, torch.Generator().manual_seed(0))
+    linked = {(0, 1), (1, 2), (2, 3), (3, 0), (4, 0)}
+    assert len(pairs) > 0 and all((i, j) not in linked and (j, i) not in linked and i != j for i, j in pairs.tolist())
+
+
+def test_lnscc_eta_schedule_and_resume_state() -> None:
+    data = blobs()
+    method, config, views = setup("lnscc", data)
+    etas = []
+    for _ in range(3):
+        out = one_step(method, config, views, data)
+        etas.append(float(out.parts["eta"]))
+    assert etas == pytest.approx([0.05, 0.10, 0.15])  # eta = min(delta * n_i, xi)
+    method.steps.fill_(1000)
+    assert method.eta() == 5.0
+    fresh, _, _ = setup("lnscc", data)
+    fresh.load_state_dict(method.state_dict())
+    assert bool(fresh.graph_ready) and int(fresh.steps) == 1000
+    assert fresh.pairs().sizes() == method.pairs().sizes()
+
+
+def test_lnscc_heads_follow_the_paper() -> None:
+    method, config, _ = setup("lnscc", blobs())
+    model = method.model
+    assert isinstance(model.instance_head, torch.nn.Linear) and model.instance_head.out_features == 64
+    assert model.cluster_head[0] is model.instance_head  # U = FC(Z)
+    assert model.cluster_head[1].out_features == 32 and model.cluster_head[-1].out_features == 3
+
+
+def test_gcc_builds_its_graph_without_the_epoch_hook(digits: DataSet) -> None:
+    method, config, views = setup("gcc", digits)
+    assert not bool(method.graph_ready)
+    z = embed(method.model, digits.inputs, DEVICE)["z"]  # before the step moves the BN statistics
+    idx = torch.arange(16)
+    out = method.training_step(Batch(inputs=digits.inputs[idx], indices=idx, views=views, dataset_inputs=digits.inputs))
+    assert bool(method.graph_ready) and torch.isfinite(out.loss)
+    torch.testing.assert_close(method.bank, F.normalize(torch.from_numpy(z), dim=1), atol=1e-5, rtol=0)
