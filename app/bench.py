@@ -117,6 +117,69 @@ def bench_pages(runs: Path, n_points: int, rounds: int = 2) -> dict[str, float]:
     return out
 
 
+# (nav link text, text drawn once the page's main content is there)
+BROWSER_PAGES = [
+    ("Training curves", "Loss by part"),
+    ("Confusion matrix", "Hungarian mapping"),
+    ("Embedding map", "Selection"),
+    ("Community graph", "neighbourhood"),
+    ("Galleries & failures", "images in range"),
+    ("Runs", "Launch a run"),
+]
+
+
+def bench_browser(runs: Path, rounds: int = 2) -> dict[str, float]:
+    """Real page switches: click the sidebar link, wait for the page's content, in headless
+    Chromium against ``streamlit run`` (what a user waits for, rendering included)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--", "--runs", str(runs)],
+        cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    out: dict[str, float] = {}
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path="/usr/bin/chromium", args=["--no-sandbox", "--headless", "--disable-gpu"]
+            )
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            main = page.locator('[data-testid="stMain"]')
+            main.get_by_text("Launch a run").first.wait_for(timeout=60_000)
+            for r in range(rounds):
+                for link, marker in BROWSER_PAGES:
+                    t0 = time.perf_counter()
+                    page.locator('[data-testid="stSidebarNav"]').get_by_text(link, exact=True).click()
+                    main.get_by_text(marker, exact=False).first.wait_for(timeout=180_000)
+                    dt = time.perf_counter() - t0
+                    label = "cold" if r == 0 else "warm"
+                    out[f"{label}:{link}"] = dt
+                    print(f"browser page switch ({label}) {link:<22} {dt * 1000:7.0f} ms")
+            browser.close()
+    finally:
+        os.killpg(proc.pid, 15)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -126,15 +189,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", type=int, default=0, help="projection subsample (0 = all points)")
     parser.add_argument("--methods", default="tsne,umap", help="projections to time")
     parser.add_argument("--skip-pages", action="store_true")
+    parser.add_argument("--browser", action="store_true", help="also time page switches in headless Chromium")
+    parser.add_argument(
+        "--workdir", type=Path, help="keep the runs folder here (reruns reuse its projections)"
+    )
     args = parser.parse_args(argv)
     print(f"studio threads: {limit_threads()} (${ENV_VAR})")
 
-    tmp = Path(tempfile.mkdtemp(prefix="studio-bench-"))
+    tmp = args.workdir or Path(tempfile.mkdtemp(prefix="studio-bench-"))
     try:
         runs = tmp / "runs"
-        if args.run:
+        if args.run and (runs / args.run.name).exists():
+            run_dir = runs / args.run.name
+        elif args.run:
             run_dir = runs / args.run.name
             shutil.copytree(args.run, run_dir, ignore=shutil.ignore_patterns("checkpoints", "cache"))
+        elif (runs / "bench-10k").exists():
+            run_dir = runs / "bench-10k"
         else:
             have_mnist = MNIST.is_dir() and args.n <= 10_000
             run_dir = fabricate_run(
@@ -147,12 +218,19 @@ def main(argv: list[str] | None = None) -> int:
             )
         n = len(np.load(run_dir / PREDICTIONS_FILE)["cluster"])
         print(f"run: {run_dir.name} ({n:,} samples)")
-        bench_projection(run_dir, run_dir / "cache", args.points or None, args.methods.split(","))
+        methods = [m for m in args.methods.split(",") if m]
+        bench_projection(run_dir, run_dir / "cache", args.points or None, methods)
+        if n > 5000 and "tsne" in methods and not args.points:
+            # The map's default view: a 5,000-point subsample (what a page switch shows).
+            bench_projection(run_dir, run_dir / "cache", 5000, ["tsne"])
         bench_slider(run_dir)
         if not args.skip_pages:
             bench_pages(runs, args.points or n)
+        if args.browser:
+            bench_browser(runs)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if args.workdir is None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -187,6 +187,8 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     seen: set[tuple] = set()
     for group in groups:
         for label, params in ABLATION_GROUPS[group]:
+            if args.configs and label not in args.configs.split(","):
+                continue
             key = tuple(sorted(vars(resolve_params(get_method("uccc"), params)).items()))
             if key in seen:
                 continue
@@ -446,6 +448,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = bsub.add_parser("ablation", help="UCCC ablations: literal vs cosine, temperature, k-hop, tolerance t")
     p.add_argument("--dataset", default="digits")
     p.add_argument("--groups", default="variant,temperature,khop,tolerance")
+    p.add_argument("--configs", help="only these labels of the groups, comma-separated (e.g. t=2,t=3)")
     common(p)
     p.set_defaults(func=cmd_ablation)
 

@@ -545,3 +545,31 @@ def test_reap_collects_finished_trainers(tmp_path: Path) -> None:
         time.sleep(0.1)
     assert launch.reap() == 0
     assert not runsdir.pid_alive(pid)  # reaped, not a zombie that looks alive
+
+
+def test_scatter_map_carries_positions_for_selections() -> None:
+    from app.logic import figures
+
+    positions = np.array([4, 0, 2])
+    info = figures.point_info(positions, np.arange(10, 20), np.arange(5) % 2, np.linspace(0, 1, 5), None)
+    assert (
+        info[:, 0].tolist() == [4, 0, 2] and info[:, 1].tolist() == [14, 10, 12] and (info[:, 3] == -1).all()
+    )
+    coords = np.zeros((3, 2), np.float32)
+    fig = figures.scatter_map(
+        coords, info, np.array([0, 0, 1]), {0: "a", 1: "b"}, None, "t", has_labels=False
+    )
+    assert [t.name for t in fig.data] == ["a", "b"] and fig.data[0].type == "scattergl"
+    # what a lasso reports (customdata rows) maps back to the sample positions
+    points = [{"customdata": {str(i): v for i, v in enumerate(row)}} for row in fig.data[0].customdata]
+    assert selection.points_to_positions(points).tolist() == [0, 4]
+    assert "label" not in fig.data[0].hovertemplate
+    continuous = figures.scatter_map(coords, info, None, {}, np.array([0.1, 0.5, 0.9]), "t")
+    assert len(continuous.data) == 1 and continuous.data[0].marker.showscale
+
+
+def test_load_data_view_of_vectors_passes_the_trainers_options(tmp_path: Path) -> None:
+    path = tmp_path / "features.npy"
+    np.save(path, np.zeros((30, 4), np.float32))
+    view = images.load_data_view("vectors", str(path), "both", None, num_clusters=3)
+    assert view.kind == "vector" and not view.has_images and "vectors, not images" in view.problem

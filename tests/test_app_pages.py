@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `app` is imported from the repository (see test_app_logic.py)
@@ -17,10 +16,8 @@ sys.path.insert(0, str(REPO))  # `app` is imported from the repository (see test
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from app.logic import launch, projection  # noqa: E402
-from app.logic.runsdir import DEMO_RUNS  # noqa: E402
+from app.logic.runsdir import DEMO_RUNS, resolve_runs_folder  # noqa: E402
 from app.logic.synthetic import fabricate_run  # noqa: E402
-from clustering.data import DataSet, DataSourceSpec, get_source, register_source  # noqa: E402
-from clustering.data.base import DataError  # noqa: E402
 from clustering.metrics import accuracy  # noqa: E402
 from clustering.runs import read_predictions  # noqa: E402
 
@@ -34,27 +31,6 @@ PAGES = {
     "views/galleries.py": "Galleries & failure cases",
 }
 DEMO_ID = "demo-uccc-digits"
-VECTOR_SOURCE = "test-vectors"
-
-
-def _vectors(root: object = None, split: str = "both", **_: object) -> DataSet:
-    rng = np.random.default_rng(0)
-    return DataSet(
-        inputs=torch.from_numpy(rng.normal(size=(120, 6)).astype(np.float32)),
-        labels=np.arange(120) % 10,
-        class_names=[f"k{i}" for i in range(10)],
-        name=VECTOR_SOURCE,
-        kind="vector",
-    )
-
-
-def setup_module() -> None:
-    try:
-        get_source(VECTOR_SOURCE)
-    except DataError:
-        register_source(
-            DataSourceSpec(VECTOR_SOURCE, _vectors, "vectors for the studio tests", False, None, "none")
-        )
 
 
 def _seed_projection(run_dir: Path, cache: Path, n: int) -> None:
@@ -72,7 +48,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     fabricate_run(root / "done", n=300)
     fabricate_run(root / "live", n=300, state="running", alive_pid=True, torn_metrics=True, predictions=False)
     fabricate_run(root / "nolabels", n=300, labels=False)
-    fabricate_run(root / "vectors", n=120, dataset=VECTOR_SOURCE, image_size=None)
+    features = root / "features.npy"  # the library's `vectors` source reads a feature matrix
+    np.save(features, np.random.default_rng(0).normal(size=(120, 6)).astype(np.float32))
+    fabricate_run(root / "vectors", n=120, dataset="vectors", root=str(features), image_size=None)
     fabricate_run(root / "elsewhere", n=300, dataset="mnist-test", root="/gpu-box/data/mnist", image_size=28)
     fabricate_run(root / "crashed", n=300, state="failed")
     fabricate_run(root / "halfway", n=300, state="running")  # process gone: "stale"
@@ -258,3 +236,11 @@ def test_manage_actions(runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     at.checkbox(key="confirm_delete").check().run()
     at.button(key="delete_btn").click().run()
     assert not at.exception and not (folder / "old").exists()
+
+
+def test_blank_runs_folder_falls_back_to_the_default(runs: Path) -> None:
+    at = open_page(runs, "views/runs.py")
+    at.sidebar.text_input(key="runs_folder").set_value("  ").run()
+    assert not at.exception
+    default = str(resolve_runs_folder(sys.argv[1:]))  # "runs" unless $CLUSTER_STUDIO_RUNS says otherwise
+    assert at.sidebar.text_input(key="runs_folder").value == default  # not the working directory

@@ -14,7 +14,7 @@ from clustering.data import DataSet, load_dataset
 from clustering.errors import ConfigError, UserError
 from clustering.methods import Batch, EpochContext, method_names
 from clustering.methods import sacc as sacc_module
-from clustering.methods.gcc import GCC, batch_weights, knn_indices, symmetric_degree
+from clustering.methods.gcc import batch_weights, knn_indices, symmetric_degree
 from clustering.methods.lnscc_graph import adjacency, draw_edges, draw_non_edges, knn, local_weights, pair_sets
 from clustering.train import ViewMaker, _build, embed, resolve_config
 

@@ -132,21 +132,40 @@ def confusion_figure(
     return fig
 
 
+def point_info(positions: np.ndarray, index: np.ndarray, cluster: np.ndarray, confidence: np.ndarray,
+               label: np.ndarray | None) -> np.ndarray:  # fmt: skip
+    """Per point: (position, data-set index, cluster, label or -1, confidence) as numbers.
+
+    Carried as customdata: Plotly ships numeric arrays in binary, while a hover string per point
+    would make a 10k-point map several times heavier to send and parse.
+    """
+    p = np.asarray(positions, dtype=np.int64)
+    lab = np.asarray(label)[p] if label is not None else np.full(len(p), -1)
+    return np.stack([p, np.asarray(index)[p], np.asarray(cluster)[p], lab,
+                     np.round(np.asarray(confidence, dtype=float)[p], 3)], axis=1)  # fmt: skip
+
+
+def _hover(has_labels: bool) -> str:
+    label = " · label %{customdata[3]}" if has_labels else ""
+    return "#%{customdata[1]} · cluster %{customdata[2]}" + label + " · conf %{customdata[4]}<extra></extra>"
+
+
 def scatter_map(
     coords: np.ndarray,
-    positions: np.ndarray,
+    info: np.ndarray,
     groups: np.ndarray | None,
     group_names: dict[int, str],
     values: np.ndarray | None,
-    hover: list[str],
     title: str,
+    has_labels: bool = True,
     height: int = 640,
 ) -> go.Figure:
     """WebGL scatter of a projection. Categorical ``groups`` give one trace per group (legend
     toggles); otherwise ``values`` (e.g. confidence) colour one trace continuously. Every point
-    carries its sample position as customdata, which is what selections report back."""
+    carries :func:`point_info` as customdata; its first entry, the sample position, is what
+    selections report back."""
     fig = go.Figure()
-    hover_arr = np.asarray(hover, dtype=object)
+    hover = _hover(has_labels)
     if groups is not None:
         for i, g in enumerate(sorted(group_names)):
             sel = np.flatnonzero(groups == g)
@@ -159,9 +178,8 @@ def scatter_map(
                     mode="markers",
                     name=group_names[g],
                     marker={"size": 4, "color": color_of(i) if g >= 0 else "#bbbbbb"},
-                    customdata=positions[sel],
-                    text=hover_arr[sel],
-                    hovertemplate="%{text}<extra></extra>",
+                    customdata=info[sel],
+                    hovertemplate=hover,
                 )
             )
     else:
@@ -178,9 +196,8 @@ def scatter_map(
                     "showscale": True,
                     "colorbar": {"title": "confidence"},
                 },
-                customdata=positions,
-                text=hover_arr,
-                hovertemplate="%{text}<extra></extra>",
+                customdata=info,
+                hovertemplate=hover,
             )
         )
     fig.update_layout(

@@ -23,15 +23,23 @@ class DataView:
 
 
 def load_data_view(
-    dataset: str | None, root: str | None, split: str | None, image_size: int | None
+    dataset: str | None,
+    root: str | None,
+    split: str | None,
+    image_size: int | None,
+    label_column: str | None = None,
+    num_clusters: int | None = None,
 ) -> DataView:
-    """Re-load a run's data set via :func:`clustering.data.load_dataset`; never raises."""
+    """Re-load a run's data set via :func:`clustering.data.load_dataset` with the options the
+    trainer passes (vectors need ``label_column`` / ``num_clusters``); never raises."""
     if not dataset:
         return DataView(None, None, [], "the run's config.json is missing, so its data set is unknown")
     try:
         from clustering.data import load_dataset
 
-        data = load_dataset(dataset, root, split or "both", image_size)
+        data = load_dataset(
+            dataset, root, split or "both", image_size, label_column=label_column, num_clusters=num_clusters
+        )
     except Exception as exc:  # a missing root on this machine, an unknown source, unreadable files
         where = f" (root {root!r})" if root else ""
         return DataView(

@@ -26,9 +26,11 @@ LIVE_STATES = ("created", "running")
 
 
 def runs_folder() -> Path:
-    if "runs_folder" not in st.session_state:
+    # A blank value (a cleared text box) falls back to the default rather than to the working
+    # directory, which would scatter caches and logs into wherever the studio was started.
+    if not str(st.session_state.get("runs_folder") or "").strip():
         st.session_state["runs_folder"] = str(runsdir.resolve_runs_folder(sys.argv[1:]))
-    return Path(st.session_state["runs_folder"]).expanduser().absolute()
+    return Path(st.session_state["runs_folder"].strip()).expanduser().absolute()
 
 
 def all_runs() -> list[RunRef]:
@@ -129,13 +131,25 @@ def metrics(ref: RunRef) -> list[dict[str, Any]]:
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading the run's data set…")
-def _data_view(dataset: str | None, root: str | None, split: str | None, image_size: int | None) -> DataView:
-    return load_data_view(dataset, root, split, image_size)
+def _data_view(
+    dataset: str | None,
+    root: str | None,
+    split: str | None,
+    image_size: int | None,
+    label_column: str | None,
+    num_clusters: int | None,
+) -> DataView:
+    return load_data_view(dataset, root, split, image_size, label_column, num_clusters)
 
 
 def data_view(config: dict[str, Any]) -> DataView:
     return _data_view(
-        config.get("dataset"), config.get("root"), config.get("split"), config.get("image_size")
+        config.get("dataset"),
+        config.get("root"),
+        config.get("split"),
+        config.get("image_size"),
+        config.get("label_column"),
+        config.get("num_clusters"),
     )
 
 

@@ -111,13 +111,9 @@ positions, coords = cached
 
 mapping = hungarian_mapping(pred.label, pred.cluster) if pred.has_labels else {}
 cl = pred.cluster[positions]
-hover = [
-    f"#{pred.index[p]} · cluster {c} · conf {pred.confidence[p]:.2f}"
-    for p, c in zip(positions, cl, strict=True)
-]
+info = figures.point_info(positions, pred.index, pred.cluster, pred.confidence, pred.label)
 if pred.has_labels:
     lab = pred.label[positions]
-    hover = [f"{h} · label {class_name(names, int(y))}" for h, y in zip(hover, lab, strict=True)]
 values = None
 if color_by == "cluster":
     groups, group_names = cl, {int(c): f"cluster {c}" for c in np.unique(cl)}
@@ -130,7 +126,7 @@ else:
     groups, group_names, values = None, {}, pred.confidence[positions]
 label = "t-SNE" if method == "tsne" else "UMAP"
 title = f"{label} of {SOURCE_NAMES[source]} · {len(positions):,} points"
-fig = figures.scatter_map(coords, positions, groups, group_names, values, hover, title)
+fig = figures.scatter_map(coords, info, groups, group_names, values, title, pred.has_labels)
 event = st.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=("points", "box", "lasso"))
 
 picked = selection.points_to_positions(selection.selection_points(event))
