@@ -136,10 +136,12 @@ def write_tables(rows: list[dict[str, Any]], results: Path, name: str) -> None:
     print(text, flush=True)
 
 
-def _load(dataset: str, root: str | None):  # noqa: ANN202
+def _load(dataset: str, root: str | None, image_size: int | None = None):  # noqa: ANN202
+    """The data set at its native resolution, then (for training) at ``image_size`` if given."""
     from clustering.data import load_dataset
 
-    return load_dataset(dataset, None if dataset == "digits" else root)
+    native = load_dataset(dataset, None if dataset == "digits" else root)
+    return native, native.resized(image_size) if image_size and native.kind == "image" else native
 
 
 def cmd_quality(args: argparse.Namespace) -> int:
@@ -152,9 +154,9 @@ def cmd_quality(args: argparse.Namespace) -> int:
     seeds = list(range(args.seeds))
     rows: list[dict[str, Any]] = []
     for dataset in datasets:
-        data = _load(dataset, args.root)
-        if not args.no_baselines:
-            for row in baseline_rows(data, dataset, seeds):
+        native, data = _load(dataset, args.root, args.image_size)
+        if not args.no_baselines:  # raw pixels at the data set's own resolution
+            for row in baseline_rows(native, dataset, seeds):
                 rows.append(row)
                 print(" ".join(f"{k}={_fmt(row.get(k))}" for k in TABLE_COLUMNS), flush=True)
         for method in methods:
@@ -181,7 +183,7 @@ def cmd_ablation(args: argparse.Namespace) -> int:
         raise UserError(f"unknown ablation group(s) {unknown}; valid: {', '.join(ABLATION_GROUPS)}")
     from clustering.methods import get_method, resolve_params
 
-    data = _load(args.dataset, args.root)
+    _, data = _load(args.dataset, args.root, args.image_size)
     rows = []
     # Several groups contain the default configuration (tau 0.3 = k 2 = t 4): train it once.
     seen: set[tuple] = set()
@@ -211,9 +213,7 @@ def cmd_speed(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = _load(args.dataset, args.root)
-    if args.image_size:
-        data = data.resized(args.image_size)
+    _, data = _load(args.dataset, args.root, args.image_size)
     config = resolve_config(TrainConfig(method=args.method, dataset=args.dataset, backbone=args.backbone,
                                         batch_size=args.batch_size), data)  # fmt: skip
     device = pick_device(args.device)
@@ -279,7 +279,10 @@ def degeneracy_table(curves: dict[str, list[dict[str, Any]]]) -> tuple[list[dict
             at = [r for r in rows if r.get("epoch") == epoch]
             for key, col in (("acc", "acc"), ("jsd", "jsd"), ("n_nonempty", "nonempty")):
                 vals = [r[key] for r in at if isinstance(r.get(key), (int, float))]
-                row[f"{label} {col}"] = float(np.mean(vals)) if vals else None
+                mean = float(np.mean(vals)) if vals else None
+                if key == "n_nonempty" and mean is not None and mean.is_integer():
+                    mean = int(mean)  # a count, printed as one
+                row[f"{label} {col}"] = mean
         table.append(row)
     return table, columns
 
@@ -293,7 +296,7 @@ def cmd_degeneracy(args: argparse.Namespace) -> int:
     unknown = [v for v in variants if v not in DEGENERACY_VARIANTS]
     if unknown:
         raise UserError(f"unknown variant(s) {unknown}; valid: {', '.join(DEGENERACY_VARIANTS)}")
-    data = _load(args.dataset, args.root)
+    _, data = _load(args.dataset, args.root)
     curves: dict[str, list[dict[str, Any]]] = {}
     long_rows = []
     for label in variants:
@@ -342,9 +345,7 @@ def _distributed_worker(rank: int, nproc: int, port: int, options: dict[str, Any
 
     created = distributed.init()  # the trainer's own initialisation (gloo on CPU, NCCL for CUDA tensors)
     try:
-        data = _load(options["dataset"], options["root"])
-        if options["image_size"]:
-            data = data.resized(options["image_size"])
+        _, data = _load(options["dataset"], options["root"], options["image_size"])
         config = resolve_config(TrainConfig(method=options["method"], dataset=options["dataset"],
                                             backbone=options["backbone"], batch_size=options["batch_size"],
                                             world_size=nproc), data)  # fmt: skip
@@ -437,6 +438,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--eval-every", type=int, default=5)
         p.add_argument("--results", default="bench_results", help="folder for CSV/markdown and runs")
         p.add_argument("--name", help="file stem of the tables")
+        p.add_argument("--image-size", type=int, help="train at this resolution (baselines keep the native one)")
 
     p = bsub.add_parser("quality", help="methods vs raw-pixel baselines: ACC/NMI/ARI/JSD per seed")
     p.add_argument("--datasets", default="digits")
