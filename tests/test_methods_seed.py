@@ -323,3 +323,22 @@ def test_gcc_builds_its_graph_without_the_epoch_hook(digits: DataSet) -> None:
     out = method.training_step(Batch(inputs=digits.inputs[idx], indices=idx, views=views, dataset_inputs=digits.inputs))
     assert bool(method.graph_ready) and torch.isfinite(out.loss)
     torch.testing.assert_close(method.bank, F.normalize(torch.from_numpy(z), dim=1), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["gcc", "lnscc"])
+def test_graph_methods_resume_with_their_graph(name: str, digits: DataSet, tmp_path) -> None:  # noqa: ANN001
+    from clustering.checkpoint import load_checkpoint
+    from clustering.train import train
+
+    config = TrainConfig(method=name, dataset="digits", batch_size=16, max_steps=5, out=str(tmp_path), threads=1,
+                         run_id="r", eval_every=1)  # fmt: skip
+    first = train(config, data=digits, progress=False)
+    ckpt = load_checkpoint(first.run_dir / "checkpoints" / "last.pt")
+    assert bool(ckpt["model"]["graph_ready"])
+    table = "neighbors" if name == "gcc" else "knn_index"
+    second = train(resume=first.run_dir, overrides={"max_steps": 9}, data=digits, progress=False)
+    assert second.step == 9 and second.state == "finished"
+    after = load_checkpoint(second.run_dir / "checkpoints" / "last.pt")
+    if name == "lnscc":  # built once from the inputs, carried by the checkpoint
+        torch.testing.assert_close(after["model"][table], ckpt["model"][table])
+        assert int(after["model"]["steps"]) == 9

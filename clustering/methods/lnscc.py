@@ -26,6 +26,16 @@ Ambiguities resolved (see also ``lnscc_graph``):
   which is a uniform sample of a set of size beta |E^{im+}| in expectation.
 - The graph is built on the raw inputs (pixels in [0, 1], features as given); scale features
   beforehand if their units differ, since softmax(-D) depends on the distance scale.
+
+Measured (1 CPU thread, paper defaults unless stated; single seeds, so +-0.05 is noise):
+- digits (16 px, flattened): ACC 0.77 after 2 minutes, 0.784 after 5 (k-means on the pixels:
+  0.80); the assignments freeze once eta = xi (confidence 0.999). k-means on Z always matches
+  the head's ACC, so the embedding is the limit. SGD lr 0.1 / 0.5 / 2.0 (the paper's summed
+  loss is lr x 200 of our mean) all collapse to one cluster. Three seeds at 600 steps: 0.77,
+  0.70, 0.80 (alpha = 5: 0.80, 0.89, 0.75). Without L_clu, k-means on Z reaches 0.82.
+- MNIST-test: 0.54 after 1,100 steps (4 minutes; the paper's 0.946 is for full training);
+  eta per epoch (delta = 0.001 per step) gives 0.58 and a more local Z (10-NN label agreement
+  0.84 vs 0.69; pixels: 0.91), so the early self-training distorts Z there.
 """
 
 from __future__ import annotations
