@@ -42,7 +42,15 @@ class CC(nn.Module):
     name = "cc"
     description = "instance NT-Xent + cluster-level NT-Xent over probability columns + log C - H per view"
     Params = CCParams
-    train_defaults = {"optimizer": "adam", "lr": 3e-4, "weight_decay": 0.0, "scheduler": "none", "batch_size": 256}
+    # Paper: Adam 3e-4. The small CPU CNN (not in the paper) gets 1e-3, as UCCC's does (README).
+    train_defaults = {
+        "optimizer": "adam",
+        "lr": 3e-4,
+        "lr_by_backbone": {"cnn": 1e-3},
+        "weight_decay": 0.0,
+        "scheduler": "none",
+        "batch_size": 256,
+    }
 
     def __init__(self, model: ClusterModel, params: CCParams, num_samples: int) -> None:
         super().__init__()

@@ -58,7 +58,15 @@ class SACC(nn.Module):
     name = "sacc"
     description = "CC over two weak views and one RandAugment view: 2 instance + 3 cluster view pairs"
     Params = SACCParams
-    train_defaults = {"optimizer": "adam", "lr": 3e-4, "weight_decay": 0.0, "scheduler": "none", "batch_size": 200}
+    # Paper: Adam 3e-4. The small CPU CNN (not in the paper) gets 1e-3, as UCCC's does (README).
+    train_defaults = {
+        "optimizer": "adam",
+        "lr": 3e-4,
+        "lr_by_backbone": {"cnn": 1e-3},
+        "weight_decay": 0.0,
+        "scheduler": "none",
+        "batch_size": 200,
+    }
 
     def __init__(self, model: ClusterModel, params: SACCParams, num_samples: int) -> None:
         super().__init__()
