@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from clustering.losses import balance_loss, cc_cluster_loss, nt_xent
-from clustering.methods.common import require_images
+from clustering.methods.common import paper_adam_defaults, require_images
 from clustering.methods.registry import Batch, StepOutput, register_method
 from clustering.models import ClusterModel
 
@@ -42,15 +42,7 @@ class CC(nn.Module):
     name = "cc"
     description = "instance NT-Xent + cluster-level NT-Xent over probability columns + log C - H per view"
     Params = CCParams
-    # Paper: Adam 3e-4. The small CPU CNN (not in the paper) gets 1e-3, as UCCC's does (README).
-    train_defaults = {
-        "optimizer": "adam",
-        "lr": 3e-4,
-        "lr_by_backbone": {"cnn": 1e-3},
-        "weight_decay": 0.0,
-        "scheduler": "none",
-        "batch_size": 256,
-    }
+    train_defaults = paper_adam_defaults(batch_size=256)
 
     def __init__(self, model: ClusterModel, params: CCParams, num_samples: int) -> None:
         super().__init__()

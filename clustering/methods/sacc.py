@@ -17,7 +17,7 @@ from torch import nn
 
 from clustering.augment.strong import MAX_LEVEL, rand_augment
 from clustering.losses import cc_cluster_loss, nt_xent
-from clustering.methods.common import require_images
+from clustering.methods.common import paper_adam_defaults, require_images
 from clustering.methods.registry import Batch, StepOutput, register_method
 from clustering.models import ClusterModel
 
@@ -58,15 +58,7 @@ class SACC(nn.Module):
     name = "sacc"
     description = "CC over two weak views and one RandAugment view: 2 instance + 3 cluster view pairs"
     Params = SACCParams
-    # Paper: Adam 3e-4. The small CPU CNN (not in the paper) gets 1e-3, as UCCC's does (README).
-    train_defaults = {
-        "optimizer": "adam",
-        "lr": 3e-4,
-        "lr_by_backbone": {"cnn": 1e-3},
-        "weight_decay": 0.0,
-        "scheduler": "none",
-        "batch_size": 200,
-    }
+    train_defaults = paper_adam_defaults(batch_size=200)
 
     def __init__(self, model: ClusterModel, params: SACCParams, num_samples: int) -> None:
         super().__init__()

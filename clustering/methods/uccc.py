@@ -10,6 +10,7 @@ from torch import nn
 
 from clustering.graph import community_assignments, positive_threshold
 from clustering.losses import nt_xent, uccc_cluster_loss
+from clustering.methods.common import paper_adam_defaults, require_images
 from clustering.methods.registry import Batch, StepOutput, register_method
 from clustering.models import ClusterModel
 
@@ -56,16 +57,11 @@ class UCCC(nn.Module):
     name = "uccc"
     description = "instance NT-Xent + community-consensus cluster loss over k-hop positive/negative graphs"
     Params = UCCCParams
-    train_defaults = {
-        "optimizer": "adam",
-        "lr": 3e-4,
-        "lr_by_backbone": {"cnn": 1e-3},
-        "weight_decay": 0.0,
-        "batch_size_per_10_clusters": 256,
-    }
+    train_defaults = paper_adam_defaults(batch_size_per_10_clusters=256)
 
     def __init__(self, model: ClusterModel, params: UCCCParams, num_samples: int) -> None:
         super().__init__()
+        require_images(model, self.name)
         self.model = model
         self.params = params
         self.pos_conf = params.threshold(model.num_clusters)
