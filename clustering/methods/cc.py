@@ -36,7 +36,8 @@ class CCParams:
 class CC(nn.Module):
     """Two weak views; L = NT-Xent(z_a, z_b) + cluster NT-Xent(columns of p_a, p_b) + entropy.
 
-    Training defaults are the paper's: Adam 3e-4, no weight decay, no scheduler, batch 256.
+    Training defaults are the paper's (Adam 3e-4, no weight decay, no scheduler, batch 256), with 1e-3
+    on the small CPU CNN (see ``paper_adam_defaults``).
     """
 
     name = "cc"

@@ -52,7 +52,8 @@ class SACCParams:
 class SACC(nn.Module):
     """Three views through one network; the weak-weak and weak-strong pairs are contrasted.
 
-    Training defaults are the paper's: Adam 3e-4, batch 200.
+    Training defaults are the paper's (Adam 3e-4, batch 200), with 1e-3 on the small CPU CNN
+    (see ``paper_adam_defaults``).
     """
 
     name = "sacc"
