@@ -156,31 +156,18 @@ with c2:
         lab = f" y={class_name(names, int(pred.label[p.position]))}" if pred.has_labels else ""
         return f"s={p.similarity:.2f}{lab} c={pred.cluster[p.position]}"
 
+    def peer_grid(peers: list, empty: str) -> None:  # thumbnails, or captions for vector data
+        if view.has_images:
+            positions = np.array([p.position for p in peers], dtype=np.int64)
+            widgets.image_grid(view, positions, pred.index, [caption(p) for p in peers], limit=12, empty=empty)
+        else:
+            st.write([caption(p) for p in peers] or empty)
+
     for h, peers in enumerate(hops, start=1):
         st.markdown(f"**Hop {h}** positive peers (most similar first)")
-        if view.has_images:
-            widgets.image_grid(
-                view,
-                np.array([p.position for p in peers], dtype=np.int64),
-                pred.index,
-                [caption(p) for p in peers],
-                limit=12,
-                empty="none at this hop",
-            )
-        else:
-            st.write([caption(p) for p in peers] or "none at this hop")
+        peer_grid(peers, "none at this hop")
     st.markdown("**Strongest negative peers** (most negative similarity)")
-    if view.has_images:
-        widgets.image_grid(
-            view,
-            np.array([p.position for p in negatives], dtype=np.int64),
-            pred.index,
-            [caption(p) for p in negatives],
-            limit=12,
-            empty="no negative peers",
-        )
-    else:
-        st.write([caption(p) for p in negatives] or "no negative peers")
+    peer_grid(negatives, "no negative peers")
 if not view.has_images:
     st.info(f"No thumbnails: {view.problem}")
 
