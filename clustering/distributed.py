@@ -27,6 +27,7 @@ Everything here works with the gloo backend on CPU processes (how it is tested) 
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 from collections.abc import Callable
@@ -100,8 +101,15 @@ def place(device: torch.device) -> torch.device:
 
 
 def shutdown(created: bool) -> None:
+    """Destroy the group this process created, then free what still refers to it.
+
+    A DDP model caught in a reference cycle keeps the gloo backend (and its C++ threads) alive
+    until interpreter finalisation, where tearing it down aborts the process ("terminate called
+    without an active exception") after a run that otherwise finished; collecting now avoids that.
+    """
     if created and dist.is_initialized():
         dist.destroy_process_group()
+        gc.collect()
 
 
 # ----------------------------------------------------------------------------- differentiable collectives

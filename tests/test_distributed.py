@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from clustering import distributed
 from clustering.methods import method_names
 
 WORLD = 2
@@ -158,7 +159,7 @@ def _equivalence_worker(rank: int, port: int, methods: list[str], out: str) -> N
     try:
         torch.save({m: _run_steps(m) for m in methods}, Path(out) / f"rank{rank}.pt")
     finally:
-        dist.destroy_process_group()
+        distributed.shutdown(created=True)
 
 
 @pytest.fixture(scope="module")
@@ -298,7 +299,7 @@ def _train_worker(rank: int, port: int, out: str) -> None:
         run("resumed", "cut", resume=True)
         (Path(out) / f"rank{rank}.json").write_text(json.dumps(record))
     finally:
-        dist.destroy_process_group()
+        distributed.shutdown(created=True)
 
 
 def test_stop_request_halts_every_rank_at_the_same_step_and_resume_is_exact(tmp_path: Path) -> None:
