@@ -139,10 +139,13 @@ def cmd_methods(args: argparse.Namespace) -> int:
     for name in method_names():
         cls = get_method(name)
         print(f"{name:<7} {cls.description}")
-        train_defaults = ", ".join(f"{k}={v}" for k, v in cls.train_defaults.items())
+        train_defaults = ", ".join(f"{k}={v}" for k, v in cls.train_defaults.items() if k != "by_backbone")
         print(f"        training: {train_defaults}")
         params = ", ".join(f"{k}={v}" for k, v in default_params(cls).items())
         print(f"        params:   {params}")
+        for backbone, special in cls.train_defaults.get("by_backbone", {}).items():
+            merged = {k: v for k, v in special.items() if k != "params"} | special.get("params", {})
+            print(f"        on {backbone}: " + ", ".join(f"{k}={v}" for k, v in merged.items()))
     return 0
 
 

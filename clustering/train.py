@@ -56,10 +56,9 @@ def resolve_config(config: TrainConfig, data: DataSet) -> TrainConfig:
     cfg.image_size = int(data.inputs.shape[-1]) if data.kind == "image" else None
     cfg.augment = cfg.augment or spec.augment
     cfg.instance_dim = cfg.instance_dim or defaults.get("instance_dim", 128)
+    defaults = backbone_defaults(defaults, cfg.backbone, config.optimizer)
     cfg.optimizer = cfg.optimizer or defaults.get("optimizer", "adam")
-    # A method may name a different default learning rate for some backbones (UCCC: the paper's
-    # Adam 3e-4 is for ResNets; the small CPU CNN converges much faster at 1e-3, see README).
-    cfg.lr = cfg.lr or defaults.get("lr_by_backbone", {}).get(cfg.backbone) or defaults.get("lr", 3e-4)
+    cfg.lr = cfg.lr or defaults.get("lr", 3e-4)
     cfg.weight_decay = defaults.get("weight_decay", 0.0) if cfg.weight_decay is None else cfg.weight_decay
     cfg.scheduler = cfg.scheduler or defaults.get("scheduler", "none")
     if cfg.batch_size is None:
@@ -71,11 +70,27 @@ def resolve_config(config: TrainConfig, data: DataSet) -> TrainConfig:
     _split_batch(cfg, explicit=config.batch_size is not None and config.batch_size <= len(data))
     if cfg.epochs is None:
         cfg.epochs = 1000 if cfg.minutes is None and cfg.max_steps is None else 10**6
-    params = resolve_params(method_cls, cfg.method_params)
+    params = resolve_params(method_cls, {**defaults.get("params", {}), **cfg.method_params})
     cfg.method_params = _dataclass_dict(params)
     cfg.versions = versions()
     cfg.check()
     return cfg
+
+
+def backbone_defaults(defaults: dict[str, Any], backbone: str, optimizer: str | None = None) -> dict[str, Any]:
+    """A method's ``train_defaults`` with its ``by_backbone[backbone]`` entries applied.
+
+    The papers tune their optimiser and temperatures for ResNets on 32-96 px images; on the small
+    CPU CNN some of those settings stall or degenerate (README, per method), so a method may name
+    other training defaults, and method parameter defaults under ``"params"``, for a backbone. An
+    optimiser the user chose that differs from the backbone's keeps the method's general
+    training defaults (the backbone's learning rate was tuned for its own optimiser).
+    """
+    special = dict(defaults.get("by_backbone", {}).get(backbone, {}))
+    if optimizer is not None and special.get("optimizer", optimizer) != optimizer:
+        special = {"params": special.get("params", {})}
+    merged = {k: v for k, v in defaults.items() if k != "by_backbone"}
+    return merged | special
 
 
 def _split_batch(cfg: TrainConfig, explicit: bool) -> None:

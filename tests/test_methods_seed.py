@@ -106,7 +106,28 @@ def test_paper_training_defaults() -> None:
     lnscc = get_method("lnscc").train_defaults
     assert (lnscc["optimizer"], lnscc["lr"], lnscc["weight_decay"], lnscc["batch_size"]) == ("sgd", 0.01, 5e-4, 200)
     gcc = get_method("gcc").train_defaults
-    assert gcc["optimizer"] == "sgd" and gcc["scheduler"] == "cosine" and gcc["weight_decay"] == 1e-4
+    assert (gcc["optimizer"], gcc["lr"], gcc["scheduler"], gcc["weight_decay"]) == ("sgd", 0.4, "cosine", 1e-4)
+
+
+def _resolved(method: str, data: DataSet, **fields: object) -> TrainConfig:
+    return resolve_config(TrainConfig(method=method, dataset=data.name, **fields), data)  # type: ignore[arg-type]
+
+
+def test_backbone_defaults_the_paper_on_resnets_and_the_measured_ones_on_the_small_cnn(digits: DataSet) -> None:
+    cnn = _resolved("gcc", digits)
+    assert (cnn.backbone, cnn.optimizer, cnn.lr, cnn.weight_decay, cnn.scheduler) == ("cnn", "adam", 1e-3, 0.0, "none")
+    assert cnn.method_params["rgc_temperature"] == 0.5
+    resnet = _resolved("gcc", digits, backbone="resnet18")
+    assert (resnet.optimizer, resnet.lr, resnet.weight_decay, resnet.scheduler) == ("sgd", 0.4, 1e-4, "cosine")
+    assert resnet.method_params["rgc_temperature"] == 0.1
+    # The user's choices win: a parameter, and an optimiser the backbone's settings were not tuned for.
+    assert _resolved("gcc", digits, method_params={"rgc_temperature": 0.2}).method_params["rgc_temperature"] == 0.2
+    sgd = _resolved("gcc", digits, optimizer="sgd")
+    assert (sgd.optimizer, sgd.lr, sgd.scheduler) == ("sgd", 0.4, "cosine")
+    assert sgd.method_params["rgc_temperature"] == 0.5
+    for name in ("uccc", "cc", "sacc"):  # the Adam methods: 1e-3 on the small CNN, the papers' 3e-4 on ResNets
+        assert _resolved(name, digits).lr == 1e-3
+        assert _resolved(name, digits, backbone="resnet18").lr == 3e-4
 
 
 # ----------------------------------------------------------------------------- CC
@@ -232,6 +253,17 @@ def test_gcc_random_neighbours_come_from_the_graph(digits: DataSet) -> None:
     assert (nbr == idx).any() and (nbr != idx).any()
 
 
+@pytest.mark.parametrize(("instance_views", "blocks"), [(True, 3), (False, 2)])
+def test_gcc_step_forwards_two_views_of_each_image_plus_a_neighbour(instance_views: bool, blocks: int,
+                                                                   digits: DataSet) -> None:  # fmt: skip
+    method, config, views = setup("gcc", digits, instance_views=instance_views)
+    rows: list[int] = []
+    forward = method.model.forward
+    method.model.forward = lambda x: rows.append(x.shape[0]) or forward(x)  # type: ignore[method-assign]
+    out = one_step(method, config, views, digits)
+    assert rows[-1] == blocks * 16 and torch.isfinite(out.loss)
+
+
 def test_gcc_checkpoint_loads_for_another_split(digits: DataSet) -> None:
     method, _, _ = setup("gcc", digits)
     smaller = DataSet(inputs=digits.inputs[:40], labels=digits.labels[:40], class_names=digits.class_names,
@@ -289,6 +321,20 @@ def test_lnscc_pair_sampling_follows_counts_and_disconnection() -> None:
     pairs = draw_non_edges(neighbors, 500, torch.Generator().manual_seed(0))
     linked = {(0, 1), (1, 2), (2, 3), (3, 0), (4, 0)}
     assert len(pairs) > 0 and all((i, j) not in linked and (j, i) not in linked and i != j for i, j in pairs.tolist())
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5, 0.0])
+def test_lnscc_draws_each_pair_set_in_proportion_to_its_scaled_size(scale: float) -> None:
+    from clustering.methods.lnscc import SETS
+
+    method, _, _ = setup("lnscc", blobs(), im_neg_scale=scale)
+    method.build_graph(blobs().inputs)
+    sizes = method.pairs().sizes()
+    share = {s: sizes[s] * (scale if s == "im_neg" else 1.0) for s in SETS}
+    total = sum(share.values())
+    _, which = method.draw_pairs(20000, torch.Generator().manual_seed(0))
+    freq = torch.bincount(which, minlength=len(SETS)).float() / len(which)
+    torch.testing.assert_close(freq, torch.tensor([share[s] / total for s in SETS]), atol=0.015, rtol=0)
 
 
 def test_lnscc_eta_schedule_and_resume_state() -> None:

@@ -173,6 +173,10 @@ with st.form("launch_form"):
         "CPU threads", min_value=1, value=1, step=1, help="torch threads; the studio needs a core too"
     )
     st.markdown(f"**{method} parameters** (registered defaults)")
+    for name, special in method_cls.train_defaults.get("by_backbone", {}).items():
+        shown = {k: v for k, v in special.items() if k != "params"} | special.get("params", {})
+        st.caption(f"On the {name} backbone these replace the registered defaults (a field left at its registered "
+                   "default keeps them): " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     values: dict[str, object] = {}
     cols = st.columns(3)
     for i, spec in enumerate(specs):

@@ -63,7 +63,7 @@ def paper_adam_defaults(**batch: int) -> dict[str, Any]:
     return {
         "optimizer": "adam",
         "lr": 3e-4,
-        "lr_by_backbone": {"cnn": 1e-3},
+        "by_backbone": {"cnn": {"lr": 1e-3}},
         "weight_decay": 0.0,
         "scheduler": "none",
         **batch,

@@ -73,6 +73,9 @@ class LNSCCParams:
     gamma: weight of the prior term (Eq. 18). delta, xi: eta = min(delta * step, xi) (Eq. 19).
     cluster_hidden: width of the cluster head's hidden layer (32).
     max_copies: cap on any edge's copy count (guards the divisions of Eq. 6).
+    im_neg_scale: multiplies |E^{im-}| when pairs are drawn (1 = the paper). At the paper's
+        counts every kNN edge is repelled about 10 times for each time it is attracted (module
+        docstring); 0 drops that expansion.
     """
 
     neighbors: int = 10
@@ -83,12 +86,15 @@ class LNSCCParams:
     xi: float = 5.0
     cluster_hidden: int = 32
     max_copies: int = 1000
+    im_neg_scale: float = 1.0
 
     def validate(self) -> None:
         if self.neighbors < 1:
             raise ValueError(f"neighbors must be >= 1, got {self.neighbors}")
         if self.alpha <= 0 or self.beta < 0 or self.gamma < 0 or self.delta < 0 or self.xi < 0:
             raise ValueError("alpha must be > 0 and beta, gamma, delta, xi >= 0")
+        if self.im_neg_scale < 0:
+            raise ValueError(f"im_neg_scale must be >= 0, got {self.im_neg_scale}")
         if self.cluster_hidden < 1 or self.max_copies < 1:
             raise ValueError("cluster_hidden and max_copies must be >= 1")
 
@@ -169,7 +175,8 @@ class LNSCC(nn.Module):
         set each came from ((num,) indices into ``SETS``)."""
         sizes = self.pairs().sizes()
         device = self.knn_index.device
-        weights = torch.tensor([float(sizes[s]) for s in SETS], device=device)
+        scale = {"im_neg": self.params.im_neg_scale}
+        weights = torch.tensor([float(sizes[s]) * scale.get(s, 1.0) for s in SETS], device=device)
         which = torch.multinomial(weights, num, replacement=True, generator=generator)
         chunks, labels = [], []
         for k, name in enumerate(SETS):
