@@ -11,7 +11,10 @@ and optionally::
 
 Each method class declares ``name``, ``description``, a ``Params`` dataclass holding its own
 hyperparameters with the paper's defaults, and ``train_defaults`` (optimizer, lr, batch size,
-...) that the trainer uses when the user does not set them. There is no base class to inherit.
+...) that the trainer uses when the user does not set them. ``train_defaults["by_backbone"]``
+may replace some of them, and Params defaults under its ``"params"`` key, for one backbone
+(``train.backbone_defaults``): the papers tune for ResNets, the CPU runs use a small CNN.
+There is no base class to inherit.
 
 Multi-process (DDP) training: a batch-level loss must see the global batch, so methods pass each
 view's rows through ``batch.gather`` first; buffers a step updates (memory banks) must be updated
