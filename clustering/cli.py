@@ -134,7 +134,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
-    from clustering.methods import default_params, get_method, method_names
+    from clustering.methods import backbone_overrides, default_params, get_method, method_names
 
     for name in method_names():
         cls = get_method(name)
@@ -143,9 +143,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
         print(f"        training: {train_defaults}")
         params = ", ".join(f"{k}={v}" for k, v in default_params(cls).items())
         print(f"        params:   {params}")
-        for backbone, special in cls.train_defaults.get("by_backbone", {}).items():
-            merged = {k: v for k, v in special.items() if k != "params"} | special.get("params", {})
-            print(f"        on {backbone}: " + ", ".join(f"{k}={v}" for k, v in merged.items()))
+        for backbone, shown in backbone_overrides(cls).items():
+            print(f"        on {backbone}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     return 0
 
 

@@ -125,6 +125,11 @@ def test_backbone_defaults_the_paper_on_resnets_and_the_measured_ones_on_the_sma
     sgd = _resolved("gcc", digits, optimizer="sgd")
     assert (sgd.optimizer, sgd.lr, sgd.scheduler) == ("sgd", 0.4, "cosine")
     assert sgd.method_params["rgc_temperature"] == 0.5
+    from clustering.methods import backbone_overrides, get_method
+
+    shown = backbone_overrides(get_method("gcc"))  # what `methods` and the launch form list
+    assert shown == {"cnn": {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "scheduler": "none",
+                             "rgc_temperature": 0.5}}  # fmt: skip
     for name in ("uccc", "cc", "sacc"):  # the Adam methods: 1e-3 on the small CNN, the papers' 3e-4 on ResNets
         assert _resolved(name, digits).lr == 1e-3
         assert _resolved(name, digits, backbone="resnet18").lr == 3e-4

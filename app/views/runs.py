@@ -7,7 +7,7 @@ import streamlit as st
 from app.logic import launch, runsdir
 from app.ui import context
 from clustering.data import get_source, source_names
-from clustering.methods import get_method, method_names
+from clustering.methods import backbone_overrides, get_method, method_names
 from clustering.runs import delete_run, read_config, read_status
 
 QUICK_EPOCHS = 60  # about two minutes on one CPU thread: long enough to watch the curves grow
@@ -173,8 +173,7 @@ with st.form("launch_form"):
         "CPU threads", min_value=1, value=1, step=1, help="torch threads; the studio needs a core too"
     )
     st.markdown(f"**{method} parameters** (registered defaults)")
-    for name, special in method_cls.train_defaults.get("by_backbone", {}).items():
-        shown = {k: v for k, v in special.items() if k != "params"} | special.get("params", {})
+    for name, shown in backbone_overrides(method_cls).items():
         st.caption(f"On the {name} backbone these replace the registered defaults (a field left at its registered "
                    "default keeps them): " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     values: dict[str, object] = {}

@@ -5,6 +5,7 @@ from clustering.methods.registry import (
     Batch,
     EpochContext,
     StepOutput,
+    backbone_overrides,
     default_params,
     get_method,
     method_names,
@@ -13,6 +14,6 @@ from clustering.methods.registry import (
 )
 
 __all__ = [
-    "Batch", "EpochContext", "StepOutput", "default_params", "get_method", "method_names",
+    "Batch", "EpochContext", "StepOutput", "backbone_overrides", "default_params", "get_method", "method_names",
     "register_method", "resolve_params",
 ]  # fmt: skip

@@ -123,6 +123,15 @@ def default_params(cls: type) -> dict[str, Any]:
     return dataclasses.asdict(cls.Params())
 
 
+def backbone_overrides(cls: type) -> dict[str, dict[str, Any]]:
+    """Per backbone, the training and parameter defaults that replace the registered ones, in one
+    flat dict each (what ``methods`` and the studio's launch form show)."""
+    return {
+        backbone: {k: v for k, v in special.items() if k != "params"} | special.get("params", {})
+        for backbone, special in cls.train_defaults.get("by_backbone", {}).items()
+    }
+
+
 def _coerce(value: Any, annotation: Any, name: str) -> Any:
     """Convert a CLI string (or JSON value) to the field's annotated type."""
     if isinstance(annotation, str):
