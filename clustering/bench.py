@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import multiprocessing
+import os
+import signal
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +96,76 @@ def run_job(job: Job, args: argparse.Namespace, data) -> dict[str, Any]:  # noqa
             "run_dir": str(result.run_dir)}  # fmt: skip
 
 
+@lru_cache(maxsize=4)
+def _worker_data(dataset: str, root: str | None, image_size: int | None):  # noqa: ANN202
+    """A worker process's training data, loaded once per process and data set."""
+    return _load(dataset, root, image_size)[1]
+
+
+def _run_job_in_worker(job: Job, args: argparse.Namespace) -> dict[str, Any]:
+    return run_job(job, args, _worker_data(job.dataset, args.root if job.dataset != "digits" else None,
+                                           args.image_size))  # fmt: skip
+
+
+def run_jobs(jobs: list[Job], args: argparse.Namespace, data_for: Callable[[str], Any],
+             on_row: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:  # fmt: skip
+    """Run training jobs one after another (``args.jobs`` = 1) or in that many worker processes.
+
+    Each finished job's row goes to ``on_row`` as soon as it is known (completion order); the
+    returned rows keep the jobs' order. Workers train with ``args.threads`` threads each, by
+    default the machine's cores shared out, so two jobs on two cores do not fight over them.
+    Ctrl-C or SIGTERM stops every worker cleanly (each run keeps its last checkpoint) and
+    raises KeyboardInterrupt after ``on_row`` has seen every row finished so far.
+    """
+    workers = getattr(args, "jobs", 1)
+    if workers < 1:
+        raise UserError(f"--jobs must be >= 1 (training runs at once), got {workers}")
+    if workers == 1 or len(jobs) <= 1:
+        rows = []
+        for job in jobs:
+            rows.append(run_job(job, args, data_for(job.dataset)))
+            on_row(rows[-1])
+        return rows
+    worker_args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "func"})
+    worker_args.threads = args.threads or max(1, (os.cpu_count() or 1) // workers)
+    # SIGTERM to this process must reach the workers, so turn it into the KeyboardInterrupt below.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"))
+    rows: list[dict[str, Any] | None] = [None] * len(jobs)
+    waiting = iter(range(len(jobs)))
+    in_flight: dict[Future, int] = {}
+
+    def submit_next() -> None:
+        # One job per free worker, never more: a job queued ahead could start after a stop.
+        index = next(waiting, None)
+        if index is not None:
+            in_flight[pool.submit(_run_job_in_worker, jobs[index], worker_args)] = index
+
+    try:
+        for _ in range(workers):
+            submit_next()
+        while in_flight:
+            done, _ = wait_futures(in_flight, return_when="FIRST_COMPLETED")
+            for future in sorted(done, key=in_flight.__getitem__):
+                index = in_flight.pop(future)
+                rows[index] = future.result()  # a worker's error (or clean stop) is raised here
+                on_row(rows[index])
+                submit_next()
+        return [row for row in rows if row is not None]
+    except BaseException:
+        # Stop the runs cleanly (SIGTERM: each trainer saves and returns), then end the workers.
+        for child in multiprocessing.active_children():
+            child.terminate()
+        wait_futures(in_flight, timeout=120)
+        pool.shutdown(wait=False, cancel_futures=True)
+        for child in multiprocessing.active_children():
+            child.kill()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -122,7 +199,7 @@ def markdown(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def write_tables(rows: list[dict[str, Any]], results: Path, name: str) -> None:
+def write_tables(rows: list[dict[str, Any]], results: Path, name: str, echo: bool = True) -> None:
     results.mkdir(parents=True, exist_ok=True)
     with open(results / f"{name}.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(TABLE_COLUMNS) + ["run_dir"], extrasaction="ignore")
@@ -133,7 +210,8 @@ def write_tables(rows: list[dict[str, Any]], results: Path, name: str) -> None:
             "n_nonempty")  # fmt: skip
     text = f"## per seed\n\n{markdown(rows, TABLE_COLUMNS)}\n\n## mean over seeds\n\n{markdown(summary, cols)}\n"
     (results / f"{name}.md").write_text(text)
-    print(text, flush=True)
+    if echo:
+        print(text, flush=True)
 
 
 def _load(dataset: str, root: str | None, image_size: int | None = None):  # noqa: ANN202
@@ -152,19 +230,27 @@ def cmd_quality(args: argparse.Namespace) -> int:
     for m in methods:
         get_method(m)  # fail fast on unknown names
     seeds = list(range(args.seeds))
+    results, name = Path(args.results), args.name or "quality"
     rows: list[dict[str, Any]] = []
+
+    def add(row: dict[str, Any]) -> None:
+        """Print a finished row and rewrite the tables, so a stopped benchmark keeps its rows."""
+        rows.append(row)
+        print(" ".join(f"{k}={_fmt(row.get(k))}" for k in TABLE_COLUMNS), flush=True)
+        write_tables(rows, results, name, echo=False)
+
+    loaded, baselines = {}, []
     for dataset in datasets:
-        native, data = _load(dataset, args.root, args.image_size)
+        native, loaded[dataset] = _load(dataset, args.root, args.image_size)
         if not args.no_baselines:  # raw pixels at the data set's own resolution
             for row in baseline_rows(native, dataset, seeds):
-                rows.append(row)
-                print(" ".join(f"{k}={_fmt(row.get(k))}" for k in TABLE_COLUMNS), flush=True)
-        for method in methods:
-            for seed in seeds:
-                row = run_job(Job(dataset, method, seed, "default", {}, {}), args, data)
-                rows.append(row)
-                print(" ".join(f"{k}={_fmt(row.get(k))}" for k in TABLE_COLUMNS), flush=True)
-    write_tables(rows, Path(args.results), args.name or "quality")
+                add(row)
+                baselines.append(row)
+    jobs = [Job(dataset, method, seed, "default", {}, {}) for dataset in datasets for method in methods
+            for seed in seeds]  # fmt: skip
+    trained = run_jobs(jobs, args, loaded.__getitem__, add)
+    ordered = [r for d in datasets for r in baselines + trained if r["dataset"] == d]
+    write_tables(ordered, results, name)
     return 0
 
 
@@ -184,7 +270,7 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     from clustering.methods import get_method, resolve_params
 
     _, data = _load(args.dataset, args.root, args.image_size)
-    rows = []
+    jobs: list[Job] = []
     # Several groups contain the default configuration (tau 0.3 = k 2 = t 4): train it once.
     seen: set[tuple] = set()
     for group in groups:
@@ -195,10 +281,12 @@ def cmd_ablation(args: argparse.Namespace) -> int:
             if key in seen:
                 continue
             seen.add(key)
-            for seed in range(args.seeds):
-                row = run_job(Job(args.dataset, "uccc", seed, label, params, {}), args, data)
-                rows.append(row)
-                print(" ".join(f"{k}={_fmt(row.get(k))}" for k in TABLE_COLUMNS), flush=True)
+            jobs += [Job(args.dataset, "uccc", seed, label, params, {}) for seed in range(args.seeds)]
+
+    def show(row: dict[str, Any]) -> None:
+        print(" ".join(f"{k}={_fmt(row.get(k))}" for k in TABLE_COLUMNS), flush=True)
+
+    rows = run_jobs(jobs, args, lambda _: data, show)
     write_tables(rows, Path(args.results), args.name or "ablation")
     return 0
 
@@ -297,19 +385,20 @@ def cmd_degeneracy(args: argparse.Namespace) -> int:
     if unknown:
         raise UserError(f"unknown variant(s) {unknown}; valid: {', '.join(DEGENERACY_VARIANTS)}")
     _, data = _load(args.dataset, args.root)
-    curves: dict[str, list[dict[str, Any]]] = {}
+    jobs = [Job(args.dataset, DEGENERACY_VARIANTS[label][0], seed, label, DEGENERACY_VARIANTS[label][1], {})
+            for label in variants for seed in range(args.seeds)]  # fmt: skip
+
+    def show(row: dict[str, Any]) -> None:
+        print(" ".join(f"{k}={_fmt(row.get(k))}" for k in TABLE_COLUMNS), flush=True)
+
+    curves: dict[str, list[dict[str, Any]]] = {label: [] for label in variants}
     long_rows = []
-    for label in variants:
-        method, params = DEGENERACY_VARIANTS[label]
-        curves[label] = []
-        for seed in range(args.seeds):
-            result = run_job(Job(args.dataset, method, seed, label, params, {}), args, data)
-            print(" ".join(f"{k}={_fmt(result.get(k))}" for k in TABLE_COLUMNS), flush=True)
-            for r in read_metrics(Path(result["run_dir"])):
-                row = {"variant": label, "method": method, "seed": seed, "epoch": r.get("epoch"), "step": r.get("step"),
-                       **{k: r.get(k) for k in DEGENERACY_KEYS}}  # fmt: skip
-                curves[label].append(row)
-                long_rows.append(row)
+    for job, result in zip(jobs, run_jobs(jobs, args, lambda _: data, show), strict=True):
+        for r in read_metrics(Path(result["run_dir"])):
+            row = {"variant": job.label, "method": job.method, "seed": job.seed, "epoch": r.get("epoch"),
+                   "step": r.get("step"), **{k: r.get(k) for k in DEGENERACY_KEYS}}  # fmt: skip
+            curves[job.label].append(row)
+            long_rows.append(row)
     table, columns = degeneracy_table(curves)
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
@@ -425,6 +514,13 @@ def cmd_distributed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _at_least_one(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
+    return number
+
+
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="benchmarks that print tables (quality, ablation, speed)")
     bsub = bench.add_subparsers(dest="bench_command", required=True)
@@ -439,6 +535,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--results", default="bench_results", help="folder for CSV/markdown and runs")
         p.add_argument("--name", help="file stem of the tables")
         p.add_argument("--image-size", type=int, help="train at this resolution (baselines keep the native one)")
+        p.add_argument("--jobs", type=_at_least_one, default=1,
+                       help="training runs at once, each in its own process (threads per run: cores / jobs)")
 
     p = bsub.add_parser("quality", help="methods vs raw-pixel baselines: ACC/NMI/ARI/JSD per seed")
     p.add_argument("--datasets", default="digits")
