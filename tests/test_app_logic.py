@@ -127,6 +127,7 @@ def test_changed_params_and_formatting() -> None:
     specs = launch.param_specs(_ToyMethod)
     values = {"flag": True, "steps": None, "mode": "b", "name": "x", "rate": 0.5 + 1e-12}
     assert launch.changed_params(specs, values) == {"flag": True}
+    assert launch.changed_params(specs, values, as_shown=True) == values
     assert launch.format_param(None) == "none" and launch.format_param(True) == "true"
     assert launch.format_param(0.1) == "0.1" and launch.format_param("cosine") == "cosine"
 

@@ -220,6 +220,22 @@ def test_launch_form_is_built_from_params_and_launches(runs: Path, monkeypatch: 
     assert len(spawned) == 2 and spawned[1][spawned[1].index("--dataset") + 1] == "digits"
 
 
+def test_launch_form_can_keep_registered_defaults_a_backbone_would_replace(
+    runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spawned: list[list[str]] = []
+    monkeypatch.setattr(launch, "spawn", lambda cmd, folder, run_id: spawned.append(cmd) or 4242)
+    at = open_page(runs, "views/runs.py", "done")
+    assert not any(w.key == "params_as_shown_uccc" for w in at.checkbox)  # UCCC's CNN default is only its lr
+    at.selectbox(key="launch_method").set_value("gcc").run()
+    assert any("rgc_temperature=0.5" in c.value for c in at.caption)  # the CNN's replacement is announced
+    at.button(key="FormSubmitter:launch_form-Launch").click().run()
+    assert not at.exception and "rgc_temperature=0.1" not in spawned[-1]  # left to the backbone's default
+    at.checkbox(key="params_as_shown_gcc").check()
+    at.button(key="FormSubmitter:launch_form-Launch").click().run()
+    assert not at.exception and len(spawned) == 2 and "rgc_temperature=0.1" in spawned[-1]
+
+
 def test_manage_actions(runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "own"
     fabricate_run(folder / "mine", n=50, state="running", alive_pid=True)

@@ -100,14 +100,22 @@ def format_param(value: Any) -> str:
     return str(value)
 
 
-def changed_params(specs: list[ParamSpec], values: dict[str, Any]) -> dict[str, Any]:
+def changed_params(specs: list[ParamSpec], values: dict[str, Any], as_shown: bool = False) -> dict[str, Any]:
     """Only the values that differ from the registered defaults (the run's config.json records
-    the resolved full set anyway, and a shorter command line is easier to read)."""
+    the resolved full set anyway, and a shorter command line is easier to read).
+
+    A value left at its registered default is not sent, so a method's per-backbone default
+    (``train_defaults["by_backbone"]``) still replaces it; ``as_shown`` sends every value, which
+    is how a user keeps a registered default on such a backbone.
+    """
     out = {}
     for spec in specs:
         if spec.name not in values:
             continue
         value = values[spec.name]
+        if as_shown:
+            out[spec.name] = value
+            continue
         same = value == spec.default or (
             isinstance(value, float) and isinstance(spec.default, float) and math.isclose(value, spec.default)
         )

@@ -173,9 +173,16 @@ with st.form("launch_form"):
         "CPU threads", min_value=1, value=1, step=1, help="torch threads; the studio needs a core too"
     )
     st.markdown(f"**{method} parameters** (registered defaults)")
-    for name, shown in backbone_overrides(method_cls).items():
+    overrides = backbone_overrides(method_cls)
+    for name, shown in overrides.items():
         st.caption(f"On the {name} backbone these replace the registered defaults (a field left at its registered "
                    "default keeps them): " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+    replaced = {k for shown in overrides.values() for k in shown} & {spec.name for spec in specs}
+    as_shown = bool(replaced) and st.checkbox(
+        "Use the parameters exactly as shown, on every backbone",
+        key=f"params_as_shown_{method}",
+        help="Sends every field below, so a registered default is kept even where a backbone replaces it.",
+    )
     values: dict[str, object] = {}
     cols = st.columns(3)
     for i, spec in enumerate(specs):
@@ -215,7 +222,7 @@ if submitted:
     problems = []
     if get_source(dataset).needs_root and not root.strip():
         problems.append(f"data set {dataset!r} needs a data root")
-    params = launch.changed_params(specs, values)
+    params = launch.changed_params(specs, values, as_shown=as_shown)
     for spec in specs:  # text fields of optional numbers: check before a process is spent on it
         if spec.optional and spec.kind in ("int", "float") and isinstance(params.get(spec.name), str):
             try:
