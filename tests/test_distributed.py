@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -31,7 +32,10 @@ WORLD = 2
 BATCH = 16  # global batch; 8 per process
 STEPS = 3
 IMAGE_SIZE = 12
-EQUIVALENCE_METHODS = ["uccc"] + (["cc"] if "cc" in method_names() else [])
+# GCC and LNSCC are left out: each process draws its own graph neighbours / sample pairs, so
+# their multi-process step is the single-process step only in distribution, not exactly.
+EQUIVALENCE_METHODS = [m for m in ("uccc", "cc", "sacc") if m in method_names()]
+VIEWS = 3  # SACC takes three weak views (one becomes the strong view); UCCC and CC use two
 # At initialisation all cosine similarities of this small CNN lie in about [0.74, 1], so the
 # default thresholds give UCCC an empty negative graph and a cluster loss without gradient;
 # thresholds at the similarity quartiles make both community graphs (and cross-process edges) real.
@@ -85,17 +89,29 @@ class FixedViews:
 
 
 def _fixed_batches(data) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
-    """(STEPS, BATCH) sample indices and (STEPS, 2, BATCH, C, H, W) views, from fixed seeds."""
+    """(STEPS, BATCH) sample indices and (STEPS, VIEWS, BATCH, C, H, W) views, from fixed seeds."""
     from clustering.augment import preset, weak_augment
 
     g = torch.Generator().manual_seed(123)
     indices = torch.stack([torch.randperm(len(data), generator=g)[:BATCH] for _ in range(STEPS)])
     cfg = preset("digits", IMAGE_SIZE)
+    # The third view (SACC's) has its own generator, so the first two stay the views UCCC's test was
+    # set up with: its community graphs threshold similarities, and float noise at a pair sitting on
+    # a threshold would move an edge.
+    extra = torch.Generator().manual_seed(456)
     views = torch.stack([
-        torch.stack([weak_augment(data.inputs[idx], cfg, g), weak_augment(data.inputs[idx], cfg, g)])
+        torch.stack([weak_augment(data.inputs[idx], cfg, g), weak_augment(data.inputs[idx], cfg, g),
+                     *[weak_augment(data.inputs[idx], cfg, extra) for _ in range(VIEWS - 2)]])
         for idx in indices
     ])  # fmt: skip
     return indices, views
+
+
+def _per_sample_strong_view(x: torch.Tensor, **_: Any) -> torch.Tensor:
+    """SACC's strong view, fixed per sample. RandAugment draws each sample's ops from a generator,
+    so a process drawing for its 8 samples draws other ops than one process drawing for 16; what
+    DDP must reproduce is the loss over the views, not that draw."""
+    return x.flip(-1)
 
 
 def _run_steps(method_name: str) -> dict[str, Any]:
@@ -104,6 +120,11 @@ def _run_steps(method_name: str) -> dict[str, Any]:
     Runs the trainer's own pieces (config resolution, _build, distributed.wrap, the optimizer);
     in a single process the same code is the plain training step on the whole batch.
     """
+    with mock.patch("clustering.methods.sacc.rand_augment", _per_sample_strong_view):
+        return _run_steps_unpatched(method_name)
+
+
+def _run_steps_unpatched(method_name: str) -> dict[str, Any]:
     from clustering import distributed
     from clustering.config import TrainConfig
     from clustering.methods import Batch
@@ -132,13 +153,13 @@ def _run_steps(method_name: str) -> dict[str, Any]:
     for s in range(STEPS):
         idx = distributed.shard(indices[s])
         mine = slice(rank * len(idx), (rank + 1) * len(idx))
-        batch = Batch(inputs=data.inputs[idx], indices=idx, views=FixedViews([views[s, 0, mine], views[s, 1, mine]]),
+        batch = Batch(inputs=data.inputs[idx], indices=idx, views=FixedViews(list(views[s, :, mine])),
                       dataset_inputs=data.inputs, gather=distributed.gather)  # fmt: skip
         if s == 0 and world > 1:
             # Control: the same slice without the gather is a local objective, not the global one.
             saved = {k: v.clone() for k, v in method.state_dict().items()}  # the control moves BN stats
             with torch.no_grad():
-                fixed = FixedViews([views[0, 0, mine], views[0, 1, mine]])
+                fixed = FixedViews(list(views[0, :, mine]))
                 local = Batch(inputs=batch.inputs, indices=idx, views=fixed)
                 result["local_loss"] = float(method.training_step(local).loss)
             method.load_state_dict(saved)
