@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from clustering.cli import main
@@ -40,3 +41,28 @@ def test_quality_rejects_a_non_positive_job_count(tmp_path: Path, capsys: pytest
         main(["bench", "quality", "--jobs", "0", "--results", str(tmp_path)])
     assert "argument --jobs: must be >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "quality.csv").exists()
+
+
+def test_lnscc_free_embedding_ceiling_separates_blobs_and_lowers_its_loss() -> None:
+    from clustering.lnscc_ceiling import free_embedding_ceiling, knn_label_agreement
+
+    g = np.random.default_rng(0)
+    labels = np.arange(90) % 3
+    x = g.normal(size=(3, 8))[labels] * 10 + g.normal(size=(90, 8))
+    rows = free_embedding_ceiling(x, labels, 3, steps=900, pairs_per_step=500, lr=0.05, dim=8, evaluations=3)
+    assert [r["step"] for r in rows] == [300, 600, 900]
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    assert rows[-1]["acc"] == 1.0 and rows[-1]["knn_agreement"] == 1.0
+    # The check can fail: a random table of the same shape has chance-level neighbours.
+    assert knn_label_agreement(g.normal(size=(90, 8)), labels) < 0.6
+
+
+def test_lnscc_ceiling_command_writes_its_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "lnscc-ceiling", "--steps", "20", "--pairs", "500", "--im-neg-scales", "0.5",
+                 "--results", str(tmp_path)])  # fmt: skip
+    assert code == 0
+    with open(tmp_path / "lnscc_ceiling.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["im_neg_scale"], r["step"]) for r in rows] == [("0.5", s) for s in ("5", "10", "15", "20")]
+    assert all(0.0 < float(r["acc"]) <= 1.0 for r in rows)
+    assert "10-NN label agreement" in capsys.readouterr().out

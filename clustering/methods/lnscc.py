@@ -60,20 +60,11 @@ from torch import Tensor, nn
 
 from clustering.losses import self_training_loss, soft_contrastive_loss
 from clustering.methods.common import adopt_buffer_shapes, out_features
-from clustering.methods.lnscc_graph import (
-    PairSets,
-    adjacency,
-    draw_edges,
-    draw_non_edges,
-    knn,
-    local_weights,
-    pair_sets,
-)  # fmt: skip
+from clustering.methods.lnscc_graph import SETS, PairSampler, PairSets, adjacency, knn, local_weights, pair_sets
 from clustering.methods.registry import Batch, StepOutput, register_method
 from clustering.models import ClusterModel
 
-SETS = ("im_pos", "im_neg", "ba", "dis")
-ATTRACT = {"im_pos": True, "im_neg": False, "ba": True, "dis": False}
+__all__ = ["LNSCC", "LNSCCParams", "SETS", "graph_inputs"]
 
 
 @dataclass
@@ -150,7 +141,7 @@ class LNSCC(nn.Module):
         self.register_buffer("graph_ready", torch.tensor(False))
         self.register_buffer("steps", torch.tensor(0, dtype=torch.long))
         self._pairs: PairSets | None = None
-        self._counts: dict[str, Tensor] = {}
+        self._sampler: PairSampler | None = None
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
         adopt_buffer_shapes(self, state_dict, prefix, ("knn_index", "knn_dist"))
@@ -176,32 +167,15 @@ class LNSCC(nn.Module):
             p = self.params
             idx, dist = self.knn_index.cpu().numpy(), self.knn_dist.double().cpu().numpy()
             self._pairs = pair_sets(adjacency(idx, local_weights(dist)), p.alpha, p.beta, p.max_copies)
-            device = self.knn_index.device
-            self._edges = torch.from_numpy(self._pairs.edges).to(device)
-            self._counts = {name: torch.from_numpy(getattr(self._pairs, name)).to(device)
-                            for name in ("im_pos", "im_neg", "ba")}  # fmt: skip
+            self._sampler = PairSampler(self._pairs, self.knn_index, p.im_neg_scale)
         return self._pairs
 
     def draw_pairs(self, num: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
         """``num`` pairs (num, 2) drawn uniformly from the union of the four pair sets, and the
         set each came from ((num,) indices into ``SETS``)."""
-        sizes = self.pairs().sizes()
-        device = self.knn_index.device
-        scale = {"im_neg": self.params.im_neg_scale}
-        weights = torch.tensor([float(sizes[s]) * scale.get(s, 1.0) for s in SETS], device=device)
-        which = torch.multinomial(weights, num, replacement=True, generator=generator)
-        chunks, labels = [], []
-        for k, name in enumerate(SETS):
-            count = int((which == k).sum())
-            if count == 0:
-                continue
-            if name == "dis":
-                chosen = draw_non_edges(self.knn_index, count, generator)
-            else:
-                chosen = self._edges[draw_edges(self._counts[name], count, generator)]
-            chunks.append(chosen)
-            labels.append(torch.full((chosen.shape[0],), k, device=device))
-        return torch.cat(chunks), torch.cat(labels)
+        self.pairs()
+        assert self._sampler is not None
+        return self._sampler.draw(num, generator)
 
     # ------------------------------------------------------------------ step
 
@@ -226,7 +200,7 @@ class LNSCC(nn.Module):
         inverse = inverse.to(out.z.device)
         z_i, z_j = out.z[inverse[n : n + len(pairs)]], out.z[inverse[n + len(pairs) :]]
         which = which.to(out.z.device)
-        attract = torch.tensor([ATTRACT[s] for s in SETS], device=out.z.device)[which]
+        attract = self._sampler.attract.to(out.z.device)[which]
         costs = soft_contrastive_loss(z_i, z_j, attract, reduction="none")
         per_set = {s: costs[which == k].sum() / len(pairs) for k, s in enumerate(SETS)}
         # The target's cluster frequencies and the prior span the batch: under DDP gather it (the

@@ -28,6 +28,8 @@ import torch
 from torch import Tensor
 
 COUNT_EPS = 1e-6
+SETS = ("im_pos", "im_neg", "ba", "dis")  # E^{im+}, E^{im-}, E^{ba}, E^{dis}
+ATTRACT = {"im_pos": True, "im_neg": False, "ba": True, "dis": False}  # -log O vs -log(1 - O)
 
 
 def knn(x: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -131,3 +133,40 @@ def draw_non_edges(neighbors: Tensor, num: int, generator: torch.Generator | Non
         i[linked], j[linked] = i2, j2 + (j2 >= i2).long()
     linked = (neighbors[i] == j[:, None]).any(dim=1) | (neighbors[j] == i[:, None]).any(dim=1)
     return torch.stack([i, j], dim=1)[~linked]
+
+
+class PairSampler:
+    """Pairs drawn uniformly from the union of the four pair sets, on the kNN table's device.
+
+    Each set contributes in proportion to its size (what beta balances), E^{im-} scaled by
+    ``im_neg_scale``; E^{ba}, E^{im+/-} edges in proportion to their copy counts, E^{dis} pairs
+    afresh among the non-edges.
+    """
+
+    def __init__(self, sets: PairSets, neighbors: Tensor, im_neg_scale: float = 1.0) -> None:
+        device = neighbors.device
+        self.neighbors = neighbors
+        self.edges = torch.from_numpy(sets.edges).to(device)
+        self.counts = {name: torch.from_numpy(getattr(sets, name)).to(device) for name in SETS[:3]}
+        sizes = sets.sizes()
+        scale = {"im_neg": im_neg_scale}
+        self.weights = torch.tensor([float(sizes[s]) * scale.get(s, 1.0) for s in SETS], device=device)
+        #: (4,) bool: whether a pair from ``SETS[k]`` attracts.
+        self.attract = torch.tensor([ATTRACT[s] for s in SETS], device=device)
+
+    def draw(self, num: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """(P, 2) pairs (P <= num: non-edge draws that stay linked are dropped) and (P,) indices
+        into ``SETS`` of the set each came from."""
+        which = torch.multinomial(self.weights, num, replacement=True, generator=generator)
+        chunks, labels = [], []
+        for k, name in enumerate(SETS):
+            count = int((which == k).sum())
+            if count == 0:
+                continue
+            if name == "dis":
+                chosen = draw_non_edges(self.neighbors, count, generator)
+            else:
+                chosen = self.edges[draw_edges(self.counts[name], count, generator)]
+            chunks.append(chosen)
+            labels.append(torch.full((chosen.shape[0],), k, device=self.neighbors.device))
+        return torch.cat(chunks), torch.cat(labels)
