@@ -330,7 +330,7 @@ def test_lnscc_pair_sampling_follows_counts_and_disconnection() -> None:
 
 @pytest.mark.parametrize("scale", [1.0, 0.5, 0.0])
 def test_lnscc_draws_each_pair_set_in_proportion_to_its_scaled_size(scale: float) -> None:
-    from clustering.methods.lnscc import SETS
+    from clustering.methods.lnscc_graph import SETS
 
     method, _, _ = setup("lnscc", blobs(), im_neg_scale=scale)
     method.build_graph(blobs().inputs)

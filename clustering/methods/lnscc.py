@@ -64,8 +64,6 @@ from clustering.methods.lnscc_graph import SETS, PairSampler, PairSets, adjacenc
 from clustering.methods.registry import Batch, StepOutput, register_method
 from clustering.models import ClusterModel
 
-__all__ = ["LNSCC", "LNSCCParams", "SETS", "graph_inputs"]
-
 
 @dataclass
 class LNSCCParams:
