@@ -103,8 +103,7 @@ def _worker_data(dataset: str, root: str | None, image_size: int | None):  # noq
 
 
 def _run_job_in_worker(job: Job, args: argparse.Namespace) -> dict[str, Any]:
-    return run_job(job, args, _worker_data(job.dataset, args.root if job.dataset != "digits" else None,
-                                           args.image_size))  # fmt: skip
+    return run_job(job, args, _worker_data(job.dataset, args.root, args.image_size))
 
 
 def run_jobs(jobs: list[Job], args: argparse.Namespace, data_for: Callable[[str], Any],
@@ -166,6 +165,10 @@ def run_jobs(jobs: list[Job], args: argparse.Namespace, data_for: Callable[[str]
         signal.signal(signal.SIGTERM, previous)
 
 
+def print_row(row: dict[str, Any]) -> None:
+    print(" ".join(f"{k}={_fmt(row.get(k))}" for k in TABLE_COLUMNS), flush=True)
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -199,19 +202,25 @@ def markdown(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def write_tables(rows: list[dict[str, Any]], results: Path, name: str, echo: bool = True) -> None:
+def save_table(results: Path, name: str, rows: list[dict[str, Any]], columns: list[str], text: str,
+               echo: bool = True) -> None:  # fmt: skip
+    """``name.csv`` (``rows``, these columns) and ``name.md`` (``text``) in ``results``."""
     results.mkdir(parents=True, exist_ok=True)
     with open(results / f"{name}.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(TABLE_COLUMNS) + ["run_dir"], extrasaction="ignore")
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    (results / f"{name}.md").write_text(text)
+    if echo:
+        print(text, flush=True)
+
+
+def write_tables(rows: list[dict[str, Any]], results: Path, name: str, echo: bool = True) -> None:
     summary = summarize(rows)
     cols = ("dataset", "method", "config", "seeds", "seconds", "epochs", "acc", "acc_std", "nmi", "ari", "jsd",
             "n_nonempty")  # fmt: skip
     text = f"## per seed\n\n{markdown(rows, TABLE_COLUMNS)}\n\n## mean over seeds\n\n{markdown(summary, cols)}\n"
-    (results / f"{name}.md").write_text(text)
-    if echo:
-        print(text, flush=True)
+    save_table(results, name, rows, [*TABLE_COLUMNS, "run_dir"], text, echo)
 
 
 def _load(dataset: str, root: str | None, image_size: int | None = None):  # noqa: ANN202
@@ -236,7 +245,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
     def add(row: dict[str, Any]) -> None:
         """Print a finished row and rewrite the tables, so a stopped benchmark keeps its rows."""
         rows.append(row)
-        print(" ".join(f"{k}={_fmt(row.get(k))}" for k in TABLE_COLUMNS), flush=True)
+        print_row(row)
         write_tables(rows, results, name, echo=False)
 
     loaded, baselines = {}, []
@@ -283,10 +292,7 @@ def cmd_ablation(args: argparse.Namespace) -> int:
             seen.add(key)
             jobs += [Job(args.dataset, "uccc", seed, label, params, {}) for seed in range(args.seeds)]
 
-    def show(row: dict[str, Any]) -> None:
-        print(" ".join(f"{k}={_fmt(row.get(k))}" for k in TABLE_COLUMNS), flush=True)
-
-    rows = run_jobs(jobs, args, lambda _: data, show)
+    rows = run_jobs(jobs, args, lambda _: data, print_row)
     write_tables(rows, Path(args.results), args.name or "ablation")
     return 0
 
@@ -368,16 +374,8 @@ def cmd_lnscc_ceiling(args: argparse.Namespace) -> int:
                 rows.append({"dataset": args.dataset, "im_neg_scale": scale, "seed": seed, **row})
                 print(" ".join(f"{k}={_fmt(v)}" for k, v in rows[-1].items()), flush=True)
     columns = ("dataset", "im_neg_scale", "seed", "step", "loss", "acc", "nmi", "knn_agreement", "seconds")
-    results = Path(args.results)
-    results.mkdir(parents=True, exist_ok=True)
-    name = args.name or "lnscc_ceiling"
-    with open(results / f"{name}.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(columns))
-        writer.writeheader()
-        writer.writerows(rows)
     text = f"## LNSCC's pair objective over a free {args.dim}-d table on {args.dataset}\n\n{markdown(rows, columns)}\n"
-    (results / f"{name}.md").write_text(text)
-    print(text, flush=True)
+    save_table(Path(args.results), args.name or "lnscc_ceiling", rows, list(columns), text)
     return 0
 
 
@@ -420,33 +418,23 @@ def cmd_degeneracy(args: argparse.Namespace) -> int:
     unknown = [v for v in variants if v not in DEGENERACY_VARIANTS]
     if unknown:
         raise UserError(f"unknown variant(s) {unknown}; valid: {', '.join(DEGENERACY_VARIANTS)}")
-    _, data = _load(args.dataset, args.root)
+    _, data = _load(args.dataset, args.root, args.image_size)
     jobs = [Job(args.dataset, DEGENERACY_VARIANTS[label][0], seed, label, DEGENERACY_VARIANTS[label][1], {})
             for label in variants for seed in range(args.seeds)]  # fmt: skip
 
-    def show(row: dict[str, Any]) -> None:
-        print(" ".join(f"{k}={_fmt(row.get(k))}" for k in TABLE_COLUMNS), flush=True)
-
     curves: dict[str, list[dict[str, Any]]] = {label: [] for label in variants}
     long_rows = []
-    for job, result in zip(jobs, run_jobs(jobs, args, lambda _: data, show), strict=True):
+    for job, result in zip(jobs, run_jobs(jobs, args, lambda _: data, print_row), strict=True):
         for r in read_metrics(Path(result["run_dir"])):
             row = {"variant": job.label, "method": job.method, "seed": job.seed, "epoch": r.get("epoch"),
                    "step": r.get("step"), **{k: r.get(k) for k in DEGENERACY_KEYS}}  # fmt: skip
             curves[job.label].append(row)
             long_rows.append(row)
     table, columns = degeneracy_table(curves)
-    results = Path(args.results)
-    results.mkdir(parents=True, exist_ok=True)
-    name = args.name or "degeneracy"
-    with open(results / f"{name}.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["variant", "method", "seed", "epoch", "step", *DEGENERACY_KEYS])
-        writer.writeheader()
-        writer.writerows(long_rows)
     text = (f"## degeneracy on {args.dataset}: per-epoch mean over {args.seeds} seed(s)\n\n"
             f"{markdown(table, columns)}\n")  # fmt: skip
-    (results / f"{name}.md").write_text(text)
-    print(text, flush=True)
+    save_table(Path(args.results), args.name or "degeneracy", long_rows,
+               ["variant", "method", "seed", "epoch", "step", *DEGENERACY_KEYS], text)  # fmt: skip
     return 0
 
 

@@ -66,3 +66,16 @@ def test_lnscc_ceiling_command_writes_its_table(tmp_path: Path, capsys: pytest.C
     assert [(r["im_neg_scale"], r["step"]) for r in rows] == [("0.5", s) for s in ("5", "10", "15", "20")]
     assert all(0.0 < float(r["acc"]) <= 1.0 for r in rows)
     assert "10-NN label agreement" in capsys.readouterr().out
+
+
+def test_degeneracy_table_has_every_variants_epochs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "degeneracy", "--epochs", "2", "--threads", "1", "--results", str(tmp_path)])
+    assert code == 0
+    with open(tmp_path / "degeneracy.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["variant"], r["epoch"]) for r in rows] == [
+        ("uccc", "1"), ("uccc", "2"), ("cc-no-entropy", "1"), ("cc-no-entropy", "2")
+    ]  # fmt: skip
+    assert all(1 <= int(r["n_nonempty"]) <= 10 and float(r["jsd"]) >= 0.0 for r in rows)
+    assert "| epoch | uccc acc |" in (tmp_path / "degeneracy.md").read_text()
+    assert "## degeneracy on digits" in capsys.readouterr().out
