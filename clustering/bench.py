@@ -96,6 +96,14 @@ def run_job(job: Job, args: argparse.Namespace, data) -> dict[str, Any]:  # noqa
             "run_dir": str(result.run_dir)}  # fmt: skip
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's cpuset), which can be
+    fewer than the machine's ``os.cpu_count()``."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 @lru_cache(maxsize=4)
 def _worker_data(dataset: str, root: str | None, image_size: int | None):  # noqa: ANN202
     """A worker process's training data, loaded once per process and data set."""
@@ -126,7 +134,7 @@ def run_jobs(jobs: list[Job], args: argparse.Namespace, data_for: Callable[[str]
             on_row(rows[-1])
         return rows
     worker_args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "func"})
-    worker_args.threads = args.threads or max(1, (os.cpu_count() or 1) // workers)
+    worker_args.threads = args.threads or max(1, usable_cores() // workers)
     # SIGTERM to this process must reach the workers, so turn it into the KeyboardInterrupt below.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"))
@@ -499,7 +507,6 @@ def _distributed_worker(rank: int, nproc: int, port: int, options: dict[str, Any
 def cmd_distributed(args: argparse.Namespace) -> int:
     """Training images/s with 1, 2, ... DDP processes on this machine (same global batch each time)."""
     import json
-    import os
     import socket
     import tempfile
 
@@ -508,7 +515,7 @@ def cmd_distributed(args: argparse.Namespace) -> int:
     counts = [int(c) for c in args.nproc.split(",") if c.strip()]
     if not counts or min(counts) < 1:
         raise UserError(f"--nproc expects process counts such as 1,2; got {args.nproc!r}")
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     rows = []
     for nproc in counts:
         # By default every run gets the same cores in total, split over its processes.
