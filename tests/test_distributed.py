@@ -32,9 +32,9 @@ WORLD = 2
 BATCH = 16  # global batch; 8 per process
 STEPS = 3
 IMAGE_SIZE = 12
-# GCC and LNSCC are left out: each process draws its own graph neighbours / sample pairs, so
-# their multi-process step is the single-process step only in distribution, not exactly.
-EQUIVALENCE_METHODS = [m for m in ("uccc", "cc", "sacc") if m in method_names()]
+# LNSCC is left out: each process draws its own sample pairs, so its multi-process step is the
+# single-process step only in distribution. GCC's random neighbour is fixed per sample here.
+EQUIVALENCE_METHODS = [m for m in ("uccc", "cc", "sacc", "gcc") if m in method_names()]
 VIEWS = 3  # SACC takes three weak views (one becomes the strong view); UCCC and CC use two
 # At initialisation all cosine similarities of this small CNN lie in about [0.74, 1], so the
 # default thresholds give UCCC an empty negative graph and a cluster loss without gradient;
@@ -73,6 +73,19 @@ def _digits():  # noqa: ANN202
     from clustering.data import load_dataset
 
     return load_dataset("digits", image_size=IMAGE_SIZE)
+
+
+class InputViews:
+    """A stand-in ViewMaker whose view of an image is the image itself: GCC views its samples'
+    graph neighbours, which are only known inside the step, so the views cannot be precomputed."""
+
+    def __init__(self) -> None:
+        self.generator = torch.Generator().manual_seed(0)
+
+    def weak(self, inputs: torch.Tensor) -> torch.Tensor:
+        from clustering.augment import to_float
+
+        return to_float(inputs)
 
 
 class FixedViews:
@@ -120,7 +133,12 @@ def _run_steps(method_name: str) -> dict[str, Any]:
     Runs the trainer's own pieces (config resolution, _build, distributed.wrap, the optimizer);
     in a single process the same code is the plain training step on the whole batch.
     """
-    with mock.patch("clustering.methods.sacc.rand_augment", _per_sample_strong_view):
+    from clustering.methods.gcc import GCC
+
+    # GCC's RN(i) is drawn per process; the first graph neighbour is the same in every process.
+    first_neighbor = lambda self, indices, generator: self.neighbors[indices, 0]  # noqa: E731
+    with mock.patch("clustering.methods.sacc.rand_augment", _per_sample_strong_view), \
+            mock.patch.object(GCC, "random_neighbors", first_neighbor):  # fmt: skip
         return _run_steps_unpatched(method_name)
 
 
@@ -153,14 +171,15 @@ def _run_steps_unpatched(method_name: str) -> dict[str, Any]:
     for s in range(STEPS):
         idx = distributed.shard(indices[s])
         mine = slice(rank * len(idx), (rank + 1) * len(idx))
-        batch = Batch(inputs=data.inputs[idx], indices=idx, views=FixedViews(list(views[s, :, mine])),
-                      dataset_inputs=data.inputs, gather=distributed.gather)  # fmt: skip
+        step_views = InputViews() if method_name == "gcc" else FixedViews(list(views[s, :, mine]))
+        batch = Batch(inputs=data.inputs[idx], indices=idx, views=step_views, dataset_inputs=data.inputs,
+                      gather=distributed.gather)  # fmt: skip
         if s == 0 and world > 1:
             # Control: the same slice without the gather is a local objective, not the global one.
             saved = {k: v.clone() for k, v in method.state_dict().items()}  # the control moves BN stats
             with torch.no_grad():
-                fixed = FixedViews(list(views[0, :, mine]))
-                local = Batch(inputs=batch.inputs, indices=idx, views=fixed)
+                fixed = InputViews() if method_name == "gcc" else FixedViews(list(views[0, :, mine]))
+                local = Batch(inputs=batch.inputs, indices=idx, views=fixed, dataset_inputs=data.inputs)
                 result["local_loss"] = float(method.training_step(local).loss)
             method.load_state_dict(saved)
         out = step_fn(batch)
