@@ -17,7 +17,7 @@ import torch
 
 from clustering.losses import soft_contrastive_loss
 from clustering.methods.lnscc import LNSCCParams
-from clustering.methods.lnscc_graph import PairSampler, adjacency, knn, local_weights, pair_sets
+from clustering.methods.lnscc_graph import PairSampler, knn, knn_pair_sets
 
 
 def knn_label_agreement(x: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
@@ -62,8 +62,8 @@ def free_embedding_ceiling(
 
     p = params or LNSCCParams()
     idx, dist = knn(inputs, p.neighbors)
-    sampler = PairSampler(pair_sets(adjacency(idx, local_weights(dist)), p.alpha, p.beta, p.max_copies),
-                          torch.from_numpy(idx), p.im_neg_scale)  # fmt: skip
+    sets = knn_pair_sets(idx, dist, p.alpha, p.beta, p.max_copies)
+    sampler = PairSampler(sets, torch.from_numpy(idx), p.im_neg_scale)
     generator = torch.Generator().manual_seed(seed)
     table = torch.nn.Parameter(0.1 * torch.randn(len(inputs), dim, generator=generator))
     optimizer = torch.optim.Adam([table], lr=lr)

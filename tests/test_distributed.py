@@ -120,6 +120,12 @@ def _fixed_batches(data) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
     return indices, views
 
 
+def _views(method_name: str, views: torch.Tensor) -> InputViews | FixedViews:
+    """The stand-in ViewMaker for one step: this process's slice (VIEWS, B, ...) of the fixed views,
+    or the images themselves for GCC."""
+    return InputViews() if method_name == "gcc" else FixedViews(list(views))
+
+
 def _per_sample_strong_view(x: torch.Tensor, **_: Any) -> torch.Tensor:
     """SACC's strong view, fixed per sample. RandAugment draws each sample's ops from a generator,
     so a process drawing for its 8 samples draws other ops than one process drawing for 16; what
@@ -171,15 +177,14 @@ def _run_steps_unpatched(method_name: str) -> dict[str, Any]:
     for s in range(STEPS):
         idx = distributed.shard(indices[s])
         mine = slice(rank * len(idx), (rank + 1) * len(idx))
-        step_views = InputViews() if method_name == "gcc" else FixedViews(list(views[s, :, mine]))
-        batch = Batch(inputs=data.inputs[idx], indices=idx, views=step_views, dataset_inputs=data.inputs,
-                      gather=distributed.gather)  # fmt: skip
+        batch = Batch(inputs=data.inputs[idx], indices=idx, views=_views(method_name, views[s, :, mine]),
+                      dataset_inputs=data.inputs, gather=distributed.gather)  # fmt: skip
         if s == 0 and world > 1:
             # Control: the same slice without the gather is a local objective, not the global one.
             saved = {k: v.clone() for k, v in method.state_dict().items()}  # the control moves BN stats
             with torch.no_grad():
-                fixed = InputViews() if method_name == "gcc" else FixedViews(list(views[0, :, mine]))
-                local = Batch(inputs=batch.inputs, indices=idx, views=fixed, dataset_inputs=data.inputs)
+                local = Batch(inputs=batch.inputs, indices=idx, views=_views(method_name, views[0, :, mine]),
+                              dataset_inputs=data.inputs)  # fmt: skip
                 result["local_loss"] = float(method.training_step(local).loss)
             method.load_state_dict(saved)
         out = step_fn(batch)

@@ -65,7 +65,7 @@ from torch import Tensor, nn
 
 from clustering.losses import self_training_loss, soft_contrastive_loss
 from clustering.methods.common import adopt_buffer_shapes, out_features
-from clustering.methods.lnscc_graph import SETS, PairSampler, PairSets, adjacency, knn, local_weights, pair_sets
+from clustering.methods.lnscc_graph import SETS, PairSampler, PairSets, knn, knn_pair_sets
 from clustering.methods.registry import Batch, StepOutput, register_method
 from clustering.models import ClusterModel
 
@@ -169,7 +169,7 @@ class LNSCC(nn.Module):
         if self._pairs is None:
             p = self.params
             idx, dist = self.knn_index.cpu().numpy(), self.knn_dist.double().cpu().numpy()
-            self._pairs = pair_sets(adjacency(idx, local_weights(dist)), p.alpha, p.beta, p.max_copies)
+            self._pairs = knn_pair_sets(idx, dist, p.alpha, p.beta, p.max_copies)
             self._sampler = PairSampler(self._pairs, self.knn_index, p.im_neg_scale)
         return self._pairs
 

@@ -108,6 +108,12 @@ def pair_sets(a: sp.csr_matrix, alpha: float = 2.0, beta: float = 5.0, max_copie
     return PairSets(edges=edges, a=w, im_pos=im_pos, im_neg=im_neg, ba=ba, dis_size=int(round(beta * im_pos.sum())))
 
 
+def knn_pair_sets(idx: np.ndarray, dist: np.ndarray, alpha: float = 2.0, beta: float = 5.0,
+                  max_copies: int = 1000) -> PairSets:  # fmt: skip
+    """The pair sets of a kNN table ((N, M) indices and distances): Eq. 1, 2, then 6, 11, 16."""
+    return pair_sets(adjacency(idx, local_weights(dist)), alpha, beta, max_copies)
+
+
 def draw_edges(counts: Tensor, num: int, generator: torch.Generator | None) -> Tensor:
     """``num`` edge positions drawn with replacement, edge e with probability counts[e] / sum."""
     cum = counts.cumsum(0)
