@@ -67,6 +67,37 @@ def baseline_rows(data, dataset: str, seeds: list[int], root_images=None) -> lis
 # ----------------------------------------------------------------------------- training runs
 
 
+@dataclass(frozen=True)
+class DataRef:
+    """A data set of a benchmark: the name shown in tables, the source that loads it, its root."""
+
+    label: str
+    source: str
+    root: str | None
+
+
+def data_refs(datasets: str, root: str | None) -> list[DataRef]:
+    """``--datasets`` entries: registered names (``--root`` for those that need files), folders
+    (an ImageFolder each, shown by its folder name), or ``suite`` (the development suite)."""
+    from clustering.data import get_source, source_names
+    from clustering.data.suite import SUITE
+
+    refs = []
+    entries = [e.strip() for e in datasets.split(",")]
+    entries = [name for e in entries for name in (SUITE if e == "suite" else (e,))]
+    for entry in entries:
+        if not entry:
+            continue
+        if entry in source_names():
+            refs.append(DataRef(entry, entry, root if get_source(entry).needs_root else None))
+        elif Path(entry).expanduser().is_dir():
+            refs.append(DataRef(Path(entry).expanduser().resolve().name, "imagefolder", str(Path(entry).expanduser())))
+        else:
+            raise UserError(f"--datasets entry {entry!r} is neither a data source ({', '.join(source_names())}) "
+                            "nor a folder")
+    return refs
+
+
 @dataclass
 class Job:
     dataset: str
@@ -75,13 +106,15 @@ class Job:
     label: str
     params: dict[str, Any]
     extra: dict[str, Any]
+    data: DataRef | None = None  # None: ``dataset`` is a registered source read from ``--root``
 
 
 def run_job(job: Job, args: argparse.Namespace, data) -> dict[str, Any]:  # noqa: ANN001
     from clustering.config import TrainConfig
     from clustering.train import train
 
-    config = TrainConfig(method=job.method, dataset=job.dataset, root=args.root if job.dataset != "digits" else None,
+    ref = job.data or DataRef(job.dataset, job.dataset, args.root)
+    config = TrainConfig(method=job.method, dataset=ref.source, root=ref.root, image_size=args.image_size,
                          seed=job.seed, minutes=args.minutes, epochs=args.epochs, out=str(Path(args.results) / "runs"),
                          threads=args.threads, method_params=dict(job.params), eval_every=args.eval_every,
                          **job.extra)  # fmt: skip
@@ -105,13 +138,14 @@ def usable_cores() -> int:
 
 
 @lru_cache(maxsize=4)
-def _worker_data(dataset: str, root: str | None, image_size: int | None):  # noqa: ANN202
-    """A worker process's training data, loaded once per process and data set."""
-    return _load(dataset, root, image_size)[1]
+def _worker_data(source: str, root: str | None):  # noqa: ANN202
+    """A worker process's training data (native size), loaded once per process and data set."""
+    return _load(source, root)
 
 
 def _run_job_in_worker(job: Job, args: argparse.Namespace) -> dict[str, Any]:
-    return run_job(job, args, _worker_data(job.dataset, args.root, args.image_size))
+    ref = job.data or DataRef(job.dataset, job.dataset, args.root)
+    return run_job(job, args, _worker_data(ref.source, ref.root))
 
 
 def run_jobs(jobs: list[Job], args: argparse.Namespace, data_for: Callable[[str], Any],
@@ -231,18 +265,18 @@ def write_tables(rows: list[dict[str, Any]], results: Path, name: str, echo: boo
     save_table(results, name, rows, [*TABLE_COLUMNS, "run_dir"], text, echo)
 
 
-def _load(dataset: str, root: str | None, image_size: int | None = None):  # noqa: ANN202
-    """The data set at its native resolution, then (for training) at ``image_size`` if given."""
-    from clustering.data import load_dataset
+def _load(dataset: str, root: str | None):  # noqa: ANN202
+    """The data set at its native resolution (training resizes it as its config says)."""
+    from clustering.data import get_source, load_dataset
 
-    native = load_dataset(dataset, None if dataset == "digits" else root)
-    return native, native.resized(image_size) if image_size and native.kind == "image" else native
+    return load_dataset(dataset, root if get_source(dataset).needs_root else None)
 
 
 def cmd_quality(args: argparse.Namespace) -> int:
     from clustering.methods import get_method
 
-    datasets = [d for d in args.datasets.split(",") if d]
+    refs = data_refs(args.datasets, args.root)
+    datasets = [ref.label for ref in refs]
     methods = [m for m in args.methods.split(",") if m]
     for m in methods:
         get_method(m)  # fail fast on unknown names
@@ -257,13 +291,13 @@ def cmd_quality(args: argparse.Namespace) -> int:
         write_tables(rows, results, name, echo=False)
 
     loaded, baselines = {}, []
-    for dataset in datasets:
-        native, loaded[dataset] = _load(dataset, args.root, args.image_size)
+    for ref in refs:
+        loaded[ref.label] = _load(ref.source, ref.root)
         if not args.no_baselines:  # raw pixels at the data set's own resolution
-            for row in baseline_rows(native, dataset, seeds):
+            for row in baseline_rows(loaded[ref.label], ref.label, seeds):
                 add(row)
                 baselines.append(row)
-    jobs = [Job(dataset, method, seed, "default", {}, {}) for dataset in datasets for method in methods
+    jobs = [Job(ref.label, method, seed, "default", {}, {}, ref) for ref in refs for method in methods
             for seed in seeds]  # fmt: skip
     trained = run_jobs(jobs, args, loaded.__getitem__, add)
     ordered = [r for d in datasets for r in baselines + trained if r["dataset"] == d]
@@ -286,7 +320,7 @@ def cmd_ablation(args: argparse.Namespace) -> int:
         raise UserError(f"unknown ablation group(s) {unknown}; valid: {', '.join(ABLATION_GROUPS)}")
     from clustering.methods import get_method, resolve_params
 
-    _, data = _load(args.dataset, args.root, args.image_size)
+    data = _load(args.dataset, args.root)
     jobs: list[Job] = []
     # Several groups contain the default configuration (tau 0.3 = k 2 = t 4): train it once.
     seen: set[tuple] = set()
@@ -310,20 +344,20 @@ def cmd_speed(args: argparse.Namespace) -> int:
     import torch
 
     from clustering.config import TrainConfig
-    from clustering.methods import Batch
-    from clustering.train import ViewMaker, _build, _optimizer, pick_device, resolve_config
+    from clustering.setup import pick_device, prepare_data, resolve_config
+    from clustering.trainer import Trainer
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    _, data = _load(args.dataset, args.root, args.image_size)
-    config = resolve_config(TrainConfig(method=args.method, dataset=args.dataset, backbone=args.backbone,
-                                        batch_size=args.batch_size), data)  # fmt: skip
+    data = _load(args.dataset, args.root)
     device = pick_device(args.device)
-    method = _build(config, data, device)
-    optimizer = _optimizer(config, method.parameters())
-    views = ViewMaker(config, data, device)
+    config = resolve_config(TrainConfig(method=args.method, dataset=args.dataset, backbone=args.backbone,
+                                        batch_size=args.batch_size, image_size=args.image_size, amp=args.amp,
+                                        channels_last=args.channels_last, device=args.device),
+                            data, device.type)  # fmt: skip
+    trainer = Trainer(config, prepare_data(config, data), device)
     aug_time = 0.0
-    weak = views.weak
+    weak = trainer.views.weak
 
     def timed_weak(x):  # noqa: ANN001, ANN202
         nonlocal aug_time
@@ -332,25 +366,24 @@ def cmd_speed(args: argparse.Namespace) -> int:
         aug_time += time.perf_counter() - t0
         return out
 
-    views.weak = timed_weak  # type: ignore[method-assign]
+    trainer.views.weak = timed_weak  # type: ignore[method-assign]
     total = 0.0
+    generator = torch.Generator().manual_seed(0)
     for i in range(args.steps + 2):
-        idx = torch.randint(0, len(data), (config.batch_size,))
-        x = data.inputs[idx].to(device)
+        idx = torch.randint(0, len(data), (config.batch_size,), generator=generator)
         if i == 2:  # two warm-up steps
             aug_time, total = 0.0, 0.0
         t0 = time.perf_counter()
-        out = method.training_step(Batch(inputs=x, indices=idx, views=views, dataset_inputs=data.inputs))
-        optimizer.zero_grad()
-        out.loss.backward()
-        optimizer.step()
+        trainer.step(idx)
         if device.type == "cuda":
             torch.cuda.synchronize()
         total += time.perf_counter() - t0
     steps = args.steps
     per_step = total / steps
-    print(f"{args.method} on {args.dataset} ({tuple(data.inputs.shape[1:])}), backbone {config.backbone}, "
-          f"batch {config.batch_size}, {torch.get_num_threads()} threads, device {device}")  # fmt: skip
+    precision = str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "fp32"
+    layout = "channels_last" if trainer.channels_last else "contiguous"
+    print(f"{args.method} on {args.dataset} ({config.image_size} px), backbone {config.backbone}, "
+          f"batch {config.batch_size}, {torch.get_num_threads()} threads, device {device}, {precision}, {layout}")
     print(f"  step            {per_step * 1000:8.1f} ms  ({config.batch_size / per_step:7.0f} images/s)")
     print(f"  augmentation    {aug_time / steps * 1000:8.1f} ms  ({100 * aug_time / total:4.1f}%)")
     print(f"  forward/backward/optimiser {(total - aug_time) / steps * 1000:8.1f} ms  "
@@ -366,7 +399,7 @@ def cmd_lnscc_ceiling(args: argparse.Namespace) -> int:
     from clustering.methods import get_method, resolve_params
     from clustering.methods.lnscc import graph_inputs
 
-    _, data = _load(args.dataset, args.root)
+    data = _load(args.dataset, args.root)
     x, labels = graph_inputs(data.inputs), np.asarray(data.labels)
     if labels.min() < 0:
         raise UserError(f"bench lnscc-ceiling needs labels; data set {args.dataset!r} has none")
@@ -426,7 +459,7 @@ def cmd_degeneracy(args: argparse.Namespace) -> int:
     unknown = [v for v in variants if v not in DEGENERACY_VARIANTS]
     if unknown:
         raise UserError(f"unknown variant(s) {unknown}; valid: {', '.join(DEGENERACY_VARIANTS)}")
-    _, data = _load(args.dataset, args.root, args.image_size)
+    data = _load(args.dataset, args.root)
     jobs = [Job(args.dataset, DEGENERACY_VARIANTS[label][0], seed, label, DEGENERACY_VARIANTS[label][1], {})
             for label in variants for seed in range(args.seeds)]  # fmt: skip
 
@@ -461,24 +494,20 @@ def _distributed_worker(rank: int, nproc: int, port: int, options: dict[str, Any
     torch.set_num_threads(options["threads"])
     from clustering import distributed
     from clustering.config import TrainConfig
-    from clustering.methods import Batch
-    from clustering.train import ViewMaker, _build, _optimizer, epoch_permutation, pick_device, resolve_config
+    from clustering.setup import pick_device, prepare_data, resolve_config
+    from clustering.trainer import Trainer, epoch_permutation
 
     created = distributed.init()  # the trainer's own initialisation (gloo on CPU, NCCL for CUDA tensors)
     try:
-        _, data = _load(options["dataset"], options["root"], options["image_size"])
+        data = _load(options["dataset"], options["root"])
+        device = distributed.place(pick_device(options["device"]))
         config = resolve_config(TrainConfig(method=options["method"], dataset=options["dataset"],
                                             backbone=options["backbone"], batch_size=options["batch_size"],
-                                            world_size=nproc), data)  # fmt: skip
-        device = distributed.place(pick_device(options["device"]))
-        torch.manual_seed(config.seed)
-        method = _build(config, data, device)
-        step_fn = distributed.wrap(method, device, sync_bn=config.sync_bn)
-        optimizer = _optimizer(config, method.parameters())
-        views = ViewMaker(config, data, device, rank=distributed.rank())
+                                            image_size=options["image_size"], world_size=nproc),
+                                data, device.type)  # fmt: skip
+        trainer = Trainer(config, prepare_data(config, data), device, distributed.rank(), nproc)
         order = epoch_permutation(config.seed, 0, len(data)).repeat(options["steps"] + 3)
-        inputs = data.inputs.to(device)
-        method.train()
+        trainer.method.train()
         start = 0.0
         for i in range(options["steps"] + 2):
             if i == 2:  # two warm-up steps, then every process starts the clock together
@@ -487,12 +516,7 @@ def _distributed_worker(rank: int, nproc: int, port: int, options: dict[str, Any
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 start = time.perf_counter()
-            idx = distributed.shard(order[i * config.batch_size : (i + 1) * config.batch_size])
-            out_ = step_fn(Batch(inputs=inputs[idx.to(device)], indices=idx.to(device), views=views,
-                                 dataset_inputs=inputs, gather=distributed.gather))  # fmt: skip
-            optimizer.zero_grad(set_to_none=True)
-            out_.loss.backward()
-            optimizer.step()
+            trainer.step(order[i * config.batch_size : (i + 1) * config.batch_size])
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = distributed.max_ints([int((time.perf_counter() - start) * 1e6)])[0] / 1e6  # the slowest rank
@@ -570,7 +594,9 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
                        help="training runs at once, each in its own process (threads per run: cores / jobs)")
 
     p = bsub.add_parser("quality", help="methods vs raw-pixel baselines: ACC/NMI/ARI/JSD per seed")
-    p.add_argument("--datasets", default="digits")
+    p.add_argument("--datasets", default="digits",
+                   help="data sources, folders (ImageFolder) or 'suite', comma-separated; --root serves those "
+                        "that need files (for the suite: the folder holding mnist-test and cifar10-test)")
     p.add_argument("--methods", default="uccc")
     p.add_argument("--no-baselines", action="store_true")
     common(p)
@@ -593,6 +619,10 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--threads", type=int)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--amp", default="auto", choices=["auto", "on", "off"],
+                   help="mixed precision: CUDA float16, CPU bfloat16 where the CPU has it (auto)")
+    p.add_argument("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels-last memory for the backbone (default: on for images)")
     p.set_defaults(func=cmd_speed)
 
     p = bsub.add_parser("distributed", help="DDP training throughput (images/s) with 1, 2, ... processes")

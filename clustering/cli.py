@@ -44,7 +44,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scheduler", choices=["none", "cosine"])
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    g.add_argument("--amp", default="auto", choices=["auto", "on", "off"], help="mixed precision (CUDA only)")
+    g.add_argument("--amp", default="auto", choices=["auto", "on", "off"],
+                   help="mixed precision: float16 on CUDA, bfloat16 on a CPU with native bf16 (auto: both)")
+    g.add_argument("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels-last memory for the backbone (default: on for images)")
     g.add_argument("--threads", type=int, help="torch CPU threads")
     g.add_argument("--no-sync-bn", dest="sync_bn", action="store_false",
                    help="under torchrun (DDP), keep batch-norm statistics per process instead of global")
@@ -88,8 +91,8 @@ def _config_from_args(args: argparse.Namespace):  # noqa: ANN202
     base = TrainConfig.load(Path(args.config)) if args.config else TrainConfig()
     for key in ("method", "dataset", "root", "label_column", "split", "download", "image_size", "augment",
                 "backbone", "num_clusters", "epochs", "minutes", "max_steps", "batch_size", "lr", "weight_decay",
-                "optimizer", "scheduler", "seed", "device", "amp", "threads", "eval_every", "best_metric",
-                "out", "run_id", "sync_bn"):  # fmt: skip
+                "optimizer", "scheduler", "seed", "device", "amp", "channels_last", "threads", "eval_every",
+                "best_metric", "out", "run_id", "sync_bn"):  # fmt: skip
         value = getattr(args, key)
         default = TrainConfig.__dataclass_fields__[key].default
         if args.config and value == default:

@@ -46,6 +46,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"
+    channels_last: bool | None = None  # channels-last memory for conv backbones; None = on for images
     threads: int | None = None
     eval_every: int = 1
     eval_batch_size: int = 1024
@@ -59,6 +60,8 @@ class TrainConfig:
     world_size: int = 1
     sync_bn: bool = True  # batch-norm statistics over the global batch when world_size > 1
     versions: dict[str, str] = field(default_factory=dict)
+    # The defaults chosen from the data's shape (clustering.data_defaults): field -> {value, reason}.
+    data_defaults: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

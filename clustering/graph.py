@@ -73,7 +73,8 @@ def normalized_graphs(z: Tensor, pos_conf: float, neg_conf: float = 0.0) -> tupl
 
 
 def community_assignments(
-    z: Tensor, y: Tensor, pos_conf: float, neg_conf: float = 0.0, k: int = 2
+    z: Tensor, y: Tensor, pos_conf: float, neg_conf: float = 0.0, k: int = 2,
+    graphs: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Positive and negative community assignments (Eq. 3-5).
 
@@ -91,10 +92,33 @@ def community_assignments(
         raise ValueError(f"k (hops) must be >= 1, got {k}")
     if z.shape[0] != y.shape[0]:
         raise ValueError(f"z and y must have the same number of rows, got {z.shape[0]} and {y.shape[0]}")
-    a_pos, a_neg = normalized_graphs(z, pos_conf, neg_conf)
+    a_pos, a_neg = graphs if graphs is not None else normalized_graphs(z, pos_conf, neg_conf)
     a_pos = a_pos.to(y.dtype)
     a_neg = a_neg.to(y.dtype)
     hop = y
     for _ in range(k - 1):
         hop = a_pos @ hop
     return a_pos @ hop, a_neg @ hop
+
+
+def rank_graphs(z: Tensor, pos_fraction: float, neg_fraction: float) -> tuple[Tensor, Tensor]:
+    """Normalised positive and negative graphs by rank instead of by absolute similarity.
+
+    j is a positive peer of i when it is among the ``pos_fraction`` most similar rows of i or i is
+    among j's (a symmetric kNN graph); a negative peer when it is among the ``neg_fraction`` least
+    similar rows of i or the reverse. Edges have weight 1. Unlike the fixed thresholds of Eq. 3-4,
+    this gives every row the expected community size whatever the spread of z, which a freshly
+    initialised network (every s_ij near 1) does not have.
+    """
+    with torch.no_grad():
+        sim = cosine_similarity_matrix(z.detach())
+        m = sim.shape[0]
+        k_pos = max(1, min(m, round(pos_fraction * m)))
+        k_neg = max(1, min(m - 1, round(neg_fraction * m)))
+        top = sim.topk(k_pos, dim=1).indices
+        bottom = (-sim).topk(k_neg, dim=1).indices
+        pos = torch.zeros_like(sim).scatter_(1, top, 1.0)
+        neg = torch.zeros_like(sim).scatter_(1, bottom, 1.0)
+        pos = torch.maximum(pos, pos.T).fill_diagonal_(1.0)
+        neg = torch.maximum(neg, neg.T) * (1.0 - pos)
+        return symmetric_normalize(pos), symmetric_normalize(neg)

@@ -165,6 +165,32 @@ class RunWriter:
             (self.dir / STOP_FILE).unlink()
 
 
+class NullWriter(RunWriter):
+    """What a DDP rank other than 0 holds: the writer's interface, writing nothing, seeing no STOP file."""
+
+    def __init__(self, run_dir: Path) -> None:  # no super().__init__: that creates the directory
+        self.dir = Path(run_dir)
+        self._status = {}
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        pass
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        pass
+
+    def set_status(self, state: str, **fields: Any) -> None:
+        pass
+
+    def write_predictions(self, **arrays: np.ndarray) -> None:
+        pass
+
+    def stop_requested(self) -> bool:
+        return False
+
+    def clear_stop_request(self) -> None:
+        pass
+
+
 # ---------------------------------------------------------------- readers (never raise on partial files)
 
 

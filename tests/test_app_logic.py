@@ -169,6 +169,21 @@ def test_train_command_is_accepted_by_the_cli_parser(tmp_path: Path) -> None:
     assert args.resume == str(tmp_path / "r") and args.epochs == 20
 
 
+def test_launch_passes_size_and_augmentation_and_previews_the_data_defaults(tmp_path: Path) -> None:
+    from clustering.cli import build_parser
+
+    req = launch.LaunchRequest(image_size=24, augment="natural")
+    cmd, _ = launch.train_command(req, tmp_path)
+    args = build_parser().parse_args(cmd[3:])
+    assert args.image_size == 24 and args.augment == "natural"
+    rows = {r["setting"]: r for r in launch.preview_defaults(launch.LaunchRequest(dataset="digits-pairs40",
+                                                                                   device="cpu"))}
+    assert rows["image_size"]["value"] == "16" and rows["augment"]["value"] == "digits"
+    assert rows["batch_size"]["value"] == "100" and "N / 4" in rows["batch_size"]["why"]  # 400 images, 40 classes
+    chosen = launch.preview_defaults(launch.LaunchRequest(dataset="digits", image_size=12, device="cpu"))
+    assert "image_size" not in {r["setting"] for r in chosen}  # set in the form: not a default any more
+
+
 def test_spawn_runs_detached_and_logs(tmp_path: Path) -> None:
     pid = launch.spawn([sys.executable, "-c", "print('hello from the run')"], tmp_path, "r1")
     log = runsdir.log_path(tmp_path, "r1")

@@ -17,9 +17,10 @@ from clustering.data.sources import CIFAR100_COARSE, read_idx
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def test_digits_is_embedded_and_resized_once() -> None:
-    data = load_dataset("digits")
-    assert data.inputs.shape == (1797, 1, 16, 16) and data.inputs.dtype == torch.uint8
+def test_digits_is_embedded_native_and_resized_once() -> None:
+    data = load_dataset("digits")  # native 8 px; the run's size is a data-aware default
+    assert data.inputs.shape == (1797, 1, 8, 8) and data.inputs.dtype == torch.uint8
+    assert load_dataset("digits", image_size=16).inputs.shape == (1797, 1, 16, 16)
     assert data.labels.shape == (1797,) and data.num_classes == 10 and data.inputs.max() > 200
     assert len(load_dataset("digits", split="train")) == 1500
     assert len(load_dataset("digits", split="test")) == 297

@@ -100,6 +100,9 @@ class FixedViews:
         assert view.shape[0] == inputs.shape[0]
         return view
 
+    def strong(self, inputs: torch.Tensor, **_: Any) -> torch.Tensor:
+        return _per_sample_strong_view(self.weak(inputs))
+
 
 def _fixed_batches(data) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
     """(STEPS, BATCH) sample indices and (STEPS, VIEWS, BATCH, C, H, W) views, from fixed seeds."""
@@ -143,8 +146,7 @@ def _run_steps(method_name: str) -> dict[str, Any]:
 
     # GCC's RN(i) is drawn per process; the first graph neighbour is the same in every process.
     first_neighbor = lambda self, indices, generator: self.neighbors[indices, 0]  # noqa: E731
-    with mock.patch("clustering.methods.sacc.rand_augment", _per_sample_strong_view), \
-            mock.patch.object(GCC, "random_neighbors", first_neighbor):  # fmt: skip
+    with mock.patch.object(GCC, "random_neighbors", first_neighbor):
         return _run_steps_unpatched(method_name)
 
 
@@ -152,7 +154,8 @@ def _run_steps_unpatched(method_name: str) -> dict[str, Any]:
     from clustering import distributed
     from clustering.config import TrainConfig
     from clustering.methods import Batch
-    from clustering.train import _build, _optimizer, resolve_config
+    from clustering.setup import prepare_data, resolve_config
+    from clustering.trainer import Trainer
 
     data = _digits()
     indices, views = _fixed_batches(data)
@@ -161,40 +164,34 @@ def _run_steps_unpatched(method_name: str) -> dict[str, Any]:
     # gradient into a full +-lr step and would make the parameter comparison meaningless.
     config = resolve_config(TrainConfig(method=method_name, dataset="digits", image_size=IMAGE_SIZE, batch_size=BATCH,
                                         seed=0, world_size=world, optimizer="sgd", lr=0.002, momentum=0.9,
-                                        method_params=METHOD_PARAMS.get(method_name, {})), data)  # fmt: skip
-    device = torch.device("cpu")
-    torch.manual_seed(config.seed)
-    method = _build(config, data, device)
+                                        amp="off", channels_last=False,
+                                        method_params=METHOD_PARAMS.get(method_name, {})), data, "cpu")  # fmt: skip
+    trainer = Trainer(config, prepare_data(config, data), torch.device("cpu"), rank, world)
+    method = trainer.method
     with torch.no_grad():
         # At initialisation the softmax is nearly uniform, so cluster losses barely move the
         # cluster head (gradients ~1e-8, float noise); sharper logits give every term a real gradient.
         method.model.cluster_head[-1].weight.mul_(20.0)
-    step_fn = distributed.wrap(method, device, sync_bn=config.sync_bn)
-    optimizer = _optimizer(config, method.parameters())
     method.train()
     result: dict[str, Any] = {"losses": [], "parts": []}
     result["init"] = {k: v.detach().clone() for k, v in method.state_dict().items()}
     for s in range(STEPS):
         idx = distributed.shard(indices[s])
         mine = slice(rank * len(idx), (rank + 1) * len(idx))
-        batch = Batch(inputs=data.inputs[idx], indices=idx, views=_views(method_name, views[s, :, mine]),
-                      dataset_inputs=data.inputs, gather=distributed.gather)  # fmt: skip
         if s == 0 and world > 1:
             # Control: the same slice without the gather is a local objective, not the global one.
             saved = {k: v.clone() for k, v in method.state_dict().items()}  # the control moves BN stats
             with torch.no_grad():
-                local = Batch(inputs=batch.inputs, indices=idx, views=_views(method_name, views[0, :, mine]),
+                local = Batch(inputs=data.inputs[idx], indices=idx, views=_views(method_name, views[0, :, mine]),
                               dataset_inputs=data.inputs)  # fmt: skip
                 result["local_loss"] = float(method.training_step(local).loss)
             method.load_state_dict(saved)
-        out = step_fn(batch)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        trainer.views = _views(method_name, views[s, :, mine])  # this process's slice of the fixed views
+        parts = trainer.step(indices[s])  # the trainer's own step: shard, gather, DDP, optimiser
         if s == 0:
             result["grads"] = {k: p.grad.detach().clone() for k, p in method.named_parameters() if p.grad is not None}
-        optimizer.step()
-        result["losses"].append(float(out.loss.detach()))
-        result["parts"].append({k: float(v.detach()) for k, v in out.parts.items()})
+        result["losses"].append(parts.pop("loss"))
+        result["parts"].append(parts)
     result["state"] = {k: v.detach().clone() for k, v in method.state_dict().items()}
     return result
 

@@ -9,21 +9,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from clustering import views as views_module
 from clustering.config import TrainConfig
 from clustering.data import DataSet, load_dataset
 from clustering.errors import ConfigError, UserError
+from clustering.evaluation import embed
 from clustering.methods import Batch, EpochContext, method_names
 from clustering.methods import sacc as sacc_module
 from clustering.methods.gcc import batch_weights, knn_indices, symmetric_degree
 from clustering.methods.lnscc_graph import adjacency, draw_edges, draw_non_edges, knn, local_weights, pair_sets
-from clustering.train import ViewMaker, _build, embed, resolve_config
+from clustering.setup import build_method, resolve_config
+from clustering.views import ViewMaker
 
 DEVICE = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
 def digits() -> DataSet:
-    full = load_dataset("digits")  # 16 px
+    full = load_dataset("digits", image_size=16)
     return DataSet(inputs=full.inputs[:64].clone(), labels=full.labels[:64], class_names=full.class_names,
                    name="digits", num_classes=10)  # fmt: skip
 
@@ -40,7 +43,7 @@ def blobs(n: int = 60, d: int = 8, k: int = 3, seed: int = 0) -> DataSet:
 def setup(method: str, data: DataSet, **params: object):  # noqa: ANN201
     torch.manual_seed(0)
     config = resolve_config(TrainConfig(method=method, dataset=data.name, batch_size=16, method_params=params), data)
-    m = _build(config, data, DEVICE)
+    m = build_method(config, data, DEVICE)
     return m, config, ViewMaker(config, data, DEVICE)
 
 
@@ -84,7 +87,7 @@ def test_lnscc_accepts_images(digits: DataSet) -> None:
 
 
 @pytest.mark.parametrize("name", ["cc", "sacc", "gcc"])
-def test_image_methods_refuse_vectors_at_build(name: str) -> None:
+def test_image_methods_refuse_vectors_atbuild_method(name: str) -> None:
     with pytest.raises(ConfigError, match="vector"):
         setup(name, blobs())
 
@@ -166,7 +169,7 @@ def test_sacc_combines_the_right_view_pairs(digits: DataSet, monkeypatch: pytest
     monkeypatch.setattr(sacc_module, "cc_cluster_loss", lambda a, b, t, entropy: clu_pairs.append(
         (view_of(a), view_of(b), entropy)) or real_clu(a, b, t, entropy))  # fmt: skip
     seen = {}
-    monkeypatch.setattr(sacc_module, "rand_augment", lambda x, n, m, generator: seen.update(n=n, m=m)
+    monkeypatch.setattr(views_module, "rand_augment", lambda x, n, m, generator: seen.update(n=n, m=m)
                         or torch.zeros_like(x))  # fmt: skip
     inputs = []
     forward = method.model.forward

@@ -132,6 +132,8 @@ class LaunchRequest:
     dataset: str = "digits"
     root: str | None = None
     backbone: str | None = None
+    image_size: int | None = None
+    augment: str | None = None
     epochs: int | None = None
     minutes: float | None = None
     batch_size: int | None = None
@@ -153,6 +155,10 @@ def train_command(
         cmd += ["--root", str(req.root)]
     if req.backbone:
         cmd += ["--backbone", req.backbone]
+    if req.image_size:
+        cmd += ["--image-size", str(int(req.image_size))]
+    if req.augment:
+        cmd += ["--augment", req.augment]
     if req.epochs is not None:
         cmd += ["--epochs", str(int(req.epochs))]
     if req.minutes is not None:
@@ -169,6 +175,26 @@ def train_command(
     # Absolute: the trainer runs with the repository as its working directory.
     cmd += ["--run-id", run_id, "--out", str(Path(runs_folder).absolute()), "--no-progress"]
     return cmd, run_id
+
+
+def preview_defaults(req: LaunchRequest) -> list[dict[str, str]]:
+    """The settings ``req`` leaves to the data-aware defaults, as the trainer will choose them:
+    one row per setting with its value and the reason (``clustering.data_defaults``).
+
+    Loads the data set (at its native size) and resolves the config exactly as ``train`` does;
+    raises the trainer's own ``UserError`` for a data set it could not train on.
+    """
+    from clustering.config import TrainConfig
+    from clustering.data import load_dataset
+    from clustering.setup import resolve_config
+
+    data = load_dataset(req.dataset, req.root, image_size=req.image_size)
+    config = TrainConfig(method=req.method, dataset=req.dataset, root=req.root, backbone=req.backbone,
+                         image_size=req.image_size, augment=req.augment, batch_size=req.batch_size,
+                         device=req.device, method_params=dict(req.params))  # fmt: skip
+    resolved = resolve_config(config, data)
+    return [{"setting": name, "value": str(choice["value"]), "why": choice["reason"]}
+            for name, choice in resolved.data_defaults.items()]  # fmt: skip
 
 
 def resume_command(

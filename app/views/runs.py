@@ -6,7 +6,9 @@ import streamlit as st
 
 from app.logic import launch, runsdir
 from app.ui import context
+from clustering.augment import PRESETS
 from clustering.data import get_source, source_names
+from clustering.errors import UserError
 from clustering.methods import backbone_overrides, get_method, method_names
 from clustering.runs import delete_run, read_config, read_status
 
@@ -147,6 +149,27 @@ if ref is not None and ref.path.exists():
                     st.rerun()
 
 # ------------------------------------------------------------------ launch form
+
+
+@st.cache_data(max_entries=16, show_spinner="Looking at the data set…")
+def data_defaults_rows(method: str, dataset: str, root: str | None) -> list[dict[str, str]]:
+    return launch.preview_defaults(launch.LaunchRequest(method=method, dataset=dataset, root=root))
+
+
+def show_data_defaults(method: str, dataset: str, root: str | None) -> None:
+    """What the trainer will choose from the data where the form below is left at 'auto'."""
+    if get_source(dataset).needs_root and not root:
+        st.caption(f"Data set {dataset!r} needs a data root; its defaults are shown once it has one.")
+        return
+    try:
+        rows = data_defaults_rows(method, dataset, root)
+    except UserError as exc:
+        st.warning(f"Cannot read this data set: {exc}")
+        return
+    st.caption("Chosen from the data where the form leaves them on auto (each one is a field below):")
+    st.dataframe(rows, hide_index=True, width="stretch", key="data_defaults")
+
+
 st.subheader("Launch a run")
 methods = method_names()
 method = st.selectbox(
@@ -155,18 +178,24 @@ method = st.selectbox(
 method_cls = get_method(method)
 st.caption(method_cls.description)
 specs = launch.param_specs(method_cls)
+c1, c2 = st.columns(2)
+sources = source_names()
+dataset = c1.selectbox("Data set", sources, index=sources.index("digits") if "digits" in sources else 0,
+                       key="launch_dataset")  # fmt: skip
+root = c2.text_input("Data root", help="folder (or file) holding the data set; embedded sets need none",
+                     key="launch_root")  # fmt: skip
+show_data_defaults(method, dataset, root.strip() or None)
 with st.form("launch_form"):
     c1, c2, c3 = st.columns(3)
-    sources = source_names()
-    dataset = c1.selectbox("Data set", sources, index=sources.index("digits") if "digits" in sources else 0)
-    root = c2.text_input("Data root", help="folder (or file) holding the data set; digits needs none")
-    backbone = c3.selectbox("Backbone", ["auto", "cnn", "resnet18", "resnet34", "mlp"])
+    backbone = c1.selectbox("Backbone", ["auto", "cnn", "resnet18", "resnet34", "mlp"])
+    image_size = c2.number_input("Image size in px (0 = from the data)", min_value=0, value=0, step=4)
+    augment = c3.selectbox("Augmentation", ["auto", *sorted(PRESETS)], help="auto: from the data's channels")
     c1, c2, c3 = st.columns(3)
     budget = c1.radio("Budget", ["epochs", "minutes"], horizontal=True)
     amount = c2.number_input("Epochs or minutes", min_value=1.0, value=30.0, step=5.0)
     device = c3.selectbox("Device", ["auto", "cpu", "cuda"])
     c1, c2, c3, c4 = st.columns(4)
-    batch = c1.number_input("Batch size (0 = method default)", min_value=0, value=0, step=32)
+    batch = c1.number_input("Batch size (0 = from the method and data)", min_value=0, value=0, step=32)
     lr = c2.number_input("Learning rate (0 = default)", min_value=0.0, value=0.0, step=1e-4, format="%.5f")
     seed = c3.number_input("Seed", min_value=0, value=0, step=1)
     threads = c4.number_input(
@@ -239,6 +268,8 @@ if submitted:
             dataset=dataset,
             root=root.strip() or None,
             backbone=None if backbone == "auto" else backbone,
+            image_size=int(image_size) or None,
+            augment=None if augment == "auto" else augment,
             epochs=int(amount) if budget == "epochs" else None,
             minutes=float(amount) if budget == "minutes" else None,
             batch_size=int(batch) or None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from clustering.data import sources as _sources  # noqa: F401  (registers the built-in sources)
+from clustering.data import suite as _suite  # noqa: F401  (registers the development suite)
 from clustering.data import vectors as _vectors  # noqa: F401  (registers 'vectors')
 from clustering.data.base import DataError, DataSet, DataSourceSpec, get_source, register_source, source_names
 
@@ -19,17 +20,16 @@ def load_dataset(
     download: bool = False,
     **options: object,
 ) -> DataSet:
-    """Load a registered data set and, for images, resize it once to ``image_size``.
+    """Load a registered data set; images at their native size, or resized once to ``image_size``.
 
     Raises:
         DataError: unknown name (listing the valid ones), missing root, unreadable files.
     """
     spec = get_source(name)
-    size = image_size or spec.image_size
     kwargs = dict(options)
     if name == "imagefolder":
-        kwargs["image_size"] = size
+        kwargs["image_size"] = image_size
     data = spec.loader(root=root, split=split, download=download, **kwargs)
-    if data.kind == "image" and size:
-        data = data.resized(int(size))
+    if data.kind == "image" and image_size:
+        data = data.resized(int(image_size))
     return data

@@ -97,8 +97,6 @@ class DataSourceSpec:
     loader: Callable[..., DataSet]
     description: str
     needs_root: bool
-    image_size: int | None  # default training resolution (None for vectors)
-    augment: str  # default augmentation preset name
     num_classes: int | None = None
 
 

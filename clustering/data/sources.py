@@ -95,9 +95,11 @@ def _find(root: Path, stems: list[str]) -> Path:
 
 
 def load_mnist_test(root: str | Path | None = None, split: str = "test", **_: object) -> DataSet:
-    """The MNIST test split read straight from its IDX files in ``root``."""
+    """The MNIST test split read straight from its IDX files in ``root`` (or ``root/mnist-test``)."""
     _check_split(split, ("test", "both"))
     folder = require_root(root, "mnist-test")
+    if (folder / "mnist-test").is_dir():
+        folder = folder / "mnist-test"
     images = read_idx(_find(folder, ["t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"]))
     labels = read_idx(_find(folder, ["t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"]))
     if len(images) != len(labels):
@@ -117,17 +119,36 @@ def load_mnist_test(root: str | Path | None = None, split: str = "test", **_: ob
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
+#: Images larger than this are decoded at this size when no size is asked for: a folder of 10,000
+#: photos at full resolution would not fit in memory, and no default trains above it.
+MAX_NATIVE_LOAD = 128
+
+
+def common_size(paths: list[Path], sample: int = 64) -> int:
+    """The most common shorter side among the first ``sample`` images (read from headers only)."""
+    from collections import Counter
+
+    from PIL import Image
+
+    sizes = Counter()
+    for path in paths[:sample]:
+        with Image.open(path) as img:
+            sizes[min(img.size)] += 1
+    return sizes.most_common(1)[0][0]
+
+
 def load_imagefolder(
     root: str | Path | None = None,
     split: str = "both",
-    image_size: int = 32,
+    image_size: int | None = None,
     classes_file: str | Path | None = None,
     **_: object,
 ) -> DataSet:
     """Images under ``root/<class>/*`` (labelled) or directly under ``root`` (unlabelled).
 
-    Images are decoded and resized to ``image_size`` once, at load. ``classes_file`` (one class
-    folder name per line) picks a subset, as ImageNet-10 / ImageNet-Dogs do.
+    Images are decoded and resized to ``image_size`` once, at load; without one, to the folder's
+    most common size (at most ``MAX_NATIVE_LOAD``), kept in ``meta["native_size"]``.
+    ``classes_file`` (one class folder name per line) picks a subset, as ImageNet-10 / ImageNet-Dogs do.
     """
     from PIL import Image
 
@@ -147,8 +168,10 @@ def load_imagefolder(
         files = [(p, -1) for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
     if len(files) < 2:
         raise DataError(f"found {len(files)} images under {str(folder)!r}; expected <class>/<image> files")
-    first = Image.open(files[0][0])
-    mode = "L" if first.mode in ("L", "1", "I;16") else "RGB"
+    native = common_size([p for p, _ in files])
+    image_size = image_size or min(native, MAX_NATIVE_LOAD)
+    with Image.open(files[0][0]) as first:
+        mode = "L" if first.mode in ("L", "1", "I;16") else "RGB"
     channels = 1 if mode == "L" else 3
     images = np.empty((len(files), image_size, image_size, channels), dtype=np.uint8)
     for i, (path, _label) in enumerate(files):
@@ -166,7 +189,7 @@ def load_imagefolder(
         class_names=[d.name for d in class_dirs],
         name="imagefolder",
         num_classes=len(class_dirs) if has_labels else 10,
-        meta={"files": [str(p.relative_to(folder)) for p, _ in files]},
+        meta={"files": [str(p.relative_to(folder)) for p, _ in files], "native_size": native},
     )
 
 
@@ -292,37 +315,31 @@ def load_svhn(root=None, split="both", download=False, **_: object) -> DataSet: 
     )
 
 
-GRAY_SMALL = "digits"  # augmentation preset names, see clustering.augment.PRESETS
-NATURAL = "natural"
-
 register_source(
     DataSourceSpec(
-        "digits", load_digits, "scikit-learn's 1,797 8x8 digits (embedded, offline)", False, 16, GRAY_SMALL, 10
-    )
+        "digits", load_digits, "scikit-learn's 1,797 8x8 digits (embedded, offline)", False, 10)
 )
 register_source(
     DataSourceSpec(
-        "mnist-test", load_mnist_test, "MNIST test split from its IDX files in --root", True, 28, GRAY_SMALL, 10
-    )
+        "mnist-test", load_mnist_test, "MNIST test split from its IDX files in --root", True, 10)
 )
 register_source(
-    DataSourceSpec("mnist", load_mnist, "torchvision MNIST (train+test by default)", True, 28, GRAY_SMALL, 10)
+    DataSourceSpec("mnist", load_mnist, "torchvision MNIST (train+test by default)", True, 10)
 )
 register_source(
-    DataSourceSpec("fashion-mnist", load_fashion_mnist, "torchvision Fashion-MNIST", True, 28, GRAY_SMALL, 10)
+    DataSourceSpec("fashion-mnist", load_fashion_mnist, "torchvision Fashion-MNIST", True, 10)
 )
 register_source(
-    DataSourceSpec("cifar10", load_cifar10, "torchvision CIFAR-10 (60,000 32x32 images)", True, 32, NATURAL, 10)
+    DataSourceSpec("cifar10", load_cifar10, "torchvision CIFAR-10 (60,000 32x32 images)", True, 10)
 )
 register_source(
-    DataSourceSpec("cifar100-20", load_cifar100_20, "CIFAR-100 with its 20 superclasses", True, 32, NATURAL, 20)
+    DataSourceSpec("cifar100-20", load_cifar100_20, "CIFAR-100 with its 20 superclasses", True, 20)
 )
 register_source(
     DataSourceSpec(
-        "stl10", load_stl10, "torchvision STL-10 (+ unlabeled split for the instance loss)", True, 96, NATURAL, 10
-    )
+        "stl10", load_stl10, "torchvision STL-10 (+ unlabeled split for the instance loss)", True, 10)
 )
-register_source(DataSourceSpec("svhn", load_svhn, "torchvision SVHN", True, 32, NATURAL, 10))
+register_source(DataSourceSpec("svhn", load_svhn, "torchvision SVHN", True, 10))
 register_source(
-    DataSourceSpec("imagefolder", load_imagefolder, "any <root>/<class>/<image> folder", True, 32, NATURAL, None)
+    DataSourceSpec("imagefolder", load_imagefolder, "any <root>/<class>/<image> folder", True, None)
 )

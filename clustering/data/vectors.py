@@ -133,4 +133,4 @@ def load_vectors(root: str | Path | None = None, split: str = "both", label_colu
 
 
 register_source(DataSourceSpec("vectors", load_vectors, "a feature matrix (.npy/.npz/.csv/.parquet file as --root; "
-                               "--label-column for labels)", True, None, "none", None))  # fmt: skip
+                               "--label-column for labels)", True, None))  # fmt: skip

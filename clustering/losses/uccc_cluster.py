@@ -7,7 +7,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def uccc_cluster_loss(y_pos: Tensor, y_neg: Tensor, *, cosine: bool = False, temperature: float = 1.0) -> Tensor:
+def uccc_cluster_loss(
+    y_pos: Tensor, y_neg: Tensor, *, cosine: bool = False, temperature: float = 1.0, center: bool = False
+) -> Tensor:
     """Eq. 6 over community assignments of the 2N views.
 
         L = -log( sum_i exp(yp_ia . yp_ib + yn_ia . yn_ib) / sum_{i,j,m,n} exp(yp_im . yn_jn) )
@@ -31,6 +33,9 @@ def uccc_cluster_loss(y_pos: Tensor, y_neg: Tensor, *, cosine: bool = False, tem
         raise ValueError(f"temperature must be > 0, got {temperature}")
     y_pos = y_pos.float()
     y_neg = y_neg.float()
+    if center:
+        y_pos = y_pos - y_pos.mean(dim=1, keepdim=True)
+        y_neg = y_neg - y_neg.mean(dim=1, keepdim=True)
     if cosine:
         y_pos = F.normalize(y_pos, dim=1)
         y_neg = F.normalize(y_neg, dim=1)

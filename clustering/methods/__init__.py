@@ -3,6 +3,7 @@
 from clustering.methods import cc, gcc, lnscc, sacc, uccc  # noqa: F401  (registers)
 from clustering.methods.registry import (
     Batch,
+    ClusterMethod,
     EpochContext,
     StepOutput,
     backbone_overrides,
@@ -14,6 +15,6 @@ from clustering.methods.registry import (
 )
 
 __all__ = [
-    "Batch", "EpochContext", "StepOutput", "backbone_overrides", "default_params", "get_method", "method_names",
-    "register_method", "resolve_params",
+    "Batch", "ClusterMethod", "EpochContext", "StepOutput", "backbone_overrides", "default_params", "get_method",
+    "method_names", "register_method", "resolve_params",
 ]  # fmt: skip

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from clustering.losses import balance_loss, cc_cluster_loss, nt_xent
 from clustering.methods.common import paper_adam_defaults, require_images
-from clustering.methods.registry import Batch, StepOutput, register_method
+from clustering.methods.registry import Batch, ClusterMethod, StepOutput, register_method
 from clustering.models import ClusterModel
 
 
@@ -33,7 +32,7 @@ class CCParams:
 
 
 @register_method
-class CC(nn.Module):
+class CC(ClusterMethod):
     """Two weak views; L = NT-Xent(z_a, z_b) + cluster NT-Xent(columns of p_a, p_b) + entropy.
 
     Training defaults are the paper's (Adam 3e-4, no weight decay, no scheduler, batch 256), with 1e-3

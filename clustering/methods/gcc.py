@@ -48,13 +48,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from clustering.augment import to_float
 from clustering.errors import ConfigError
 from clustering.losses import assignment_contrastive_loss, balance_loss, graph_contrastive_loss
 from clustering.methods.common import adopt_buffer_shapes, fetch, out_features, require_images
-from clustering.methods.registry import Batch, EpochContext, StepOutput, register_method
+from clustering.methods.registry import Batch, ClusterMethod, EpochContext, StepOutput, register_method
 from clustering.models import ClusterModel
 
 
@@ -140,7 +140,7 @@ def batch_weights(samples: Tensor, neighbors: Tensor, degree: Tensor) -> Tensor:
 
 
 @register_method
-class GCC(nn.Module):
+class GCC(ClusterMethod):
     """Graph contrastive clustering: RGC over kNN-linked views, AGC with a random neighbour's view,
     and the cluster regulariser.
 

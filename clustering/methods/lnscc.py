@@ -66,7 +66,7 @@ from torch import Tensor, nn
 from clustering.losses import self_training_loss, soft_contrastive_loss
 from clustering.methods.common import adopt_buffer_shapes, out_features
 from clustering.methods.lnscc_graph import SETS, PairSampler, PairSets, knn, knn_pair_sets
-from clustering.methods.registry import Batch, StepOutput, register_method
+from clustering.methods.registry import Batch, ClusterMethod, StepOutput, register_method
 from clustering.models import ClusterModel
 
 
@@ -112,7 +112,7 @@ def graph_inputs(x: Tensor) -> np.ndarray:
 
 
 @register_method
-class LNSCC(nn.Module):
+class LNSCC(ClusterMethod):
     """Soft contrastive pairs from a locally normalised kNN graph, plus KL self-training.
 
     Training defaults are the paper's: SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 200,
@@ -120,6 +120,7 @@ class LNSCC(nn.Module):
     """
 
     name = "lnscc"
+    input_kinds = ("vector", "image")  # images are flattened
     description = "locally normalised kNN graph: soft contrastive im/ba/dis pairs + KL self-training (vectors)"
     Params = LNSCCParams
     train_defaults = {"optimizer": "sgd", "lr": 0.01, "weight_decay": 5e-4, "scheduler": "none", "batch_size": 200,

@@ -13,8 +13,8 @@ Each method class declares ``name``, ``description``, a ``Params`` dataclass hol
 hyperparameters with the paper's defaults, and ``train_defaults`` (optimizer, lr, batch size,
 ...) that the trainer uses when the user does not set them. ``train_defaults["by_backbone"]``
 may replace some of them, and Params defaults under its ``"params"`` key, for one backbone
-(``train.backbone_defaults``): the papers tune for ResNets, the CPU runs use a small CNN.
-There is no base class to inherit.
+(``setup.backbone_defaults``): the papers tune for ResNets, the CPU runs use a small CNN.
+Methods subclass :class:`ClusterMethod`, which holds no behaviour beyond a no-op epoch hook.
 
 Multi-process (DDP) training: a batch-level loss must see the global batch, so methods pass each
 view's rows through ``batch.gather`` first; buffers a step updates (memory banks) must be updated
@@ -29,7 +29,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -53,13 +53,15 @@ class Batch:
         Call it on each view separately before any loss that looks at the whole batch (negatives,
         cluster columns, graphs, entropy) so that [gather(view a); gather(view b)] is the global
         [view a (N); view b (N)]. The identity in a single process.
+    step: optimiser steps taken before this batch (for schedules inside a method).
     """
 
     inputs: Tensor
     indices: Tensor
-    views: Any  # clustering.train.ViewMaker (kept loose to avoid an import cycle)
+    views: Any  # clustering.views.ViewMaker (kept loose to avoid an import cycle)
     dataset_inputs: Tensor | None = None
     gather: Callable[[Tensor], Tensor] = field(default=lambda x: x)
+    step: int = 0
 
 
 @dataclass
@@ -78,21 +80,36 @@ class EpochContext:
     num_samples: int
 
 
-class Method(Protocol):
-    name: str
-    description: str
-    Params: type
-    train_defaults: dict[str, Any]
+class ClusterMethod(nn.Module):
+    """What every registered method is: a module that owns a ``ClusterModel`` and makes one loss.
+
+    Subclasses set ``name``, ``description``, ``Params`` (a dataclass of their hyperparameters with
+    the papers' defaults) and ``train_defaults``, and implement ``training_step``. They may override
+    ``on_epoch_start`` (a no-op here). ``input_kinds`` says which data kinds the method trains on.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type]
+    train_defaults: ClassVar[dict[str, Any]]
+    input_kinds: ClassVar[tuple[str, ...]] = ("image",)
+    ddp_find_unused_parameters: ClassVar[bool] = False
     model: ClusterModel
 
-    def training_step(self, batch: Batch) -> StepOutput: ...
+    def training_step(self, batch: Batch) -> StepOutput:
+        raise NotImplementedError
+
+    def on_epoch_start(self, context: EpochContext) -> None:
+        """Called before each epoch's first step (not on a mid-epoch resume)."""
 
 
-_METHODS: dict[str, type[nn.Module]] = {}
+_METHODS: dict[str, type[ClusterMethod]] = {}
 
 
-def register_method(cls: type[nn.Module]) -> type[nn.Module]:
+def register_method(cls: type[ClusterMethod]) -> type[ClusterMethod]:
     """Class decorator: registers a method under ``cls.name`` (fails on duplicates)."""
+    if not issubclass(cls, ClusterMethod):
+        raise TypeError(f"method class {cls.__name__} must subclass ClusterMethod")
     for attr in ("name", "description", "Params", "train_defaults", "training_step"):
         if not hasattr(cls, attr):
             raise TypeError(f"method class {cls.__name__} lacks {attr!r}")
@@ -108,7 +125,7 @@ def method_names() -> list[str]:
     return sorted(_METHODS)
 
 
-def get_method(name: str) -> type[nn.Module]:
+def get_method(name: str) -> type[ClusterMethod]:
     try:
         return _METHODS[name]
     except KeyError:

@@ -13,12 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from clustering.augment.strong import MAX_LEVEL, rand_augment
+from clustering.augment.strong import MAX_LEVEL
 from clustering.losses import cc_cluster_loss, nt_xent
 from clustering.methods.common import paper_adam_defaults, require_images
-from clustering.methods.registry import Batch, StepOutput, register_method
+from clustering.methods.registry import Batch, ClusterMethod, StepOutput, register_method
 from clustering.models import ClusterModel
 
 
@@ -49,7 +48,7 @@ class SACCParams:
 
 
 @register_method
-class SACC(nn.Module):
+class SACC(ClusterMethod):
     """Three views through one network; the weak-weak and weak-strong pairs are contrasted.
 
     Training defaults are the paper's (Adam 3e-4, batch 200), with 1e-3 on the small CPU CNN
@@ -71,7 +70,7 @@ class SACC(nn.Module):
         p = self.params
         x, views = batch.inputs, batch.views
         n = x.shape[0]
-        strong = rand_augment(views.weak(x), n=p.ra_n, m=p.ra_m, generator=views.generator)
+        strong = views.strong(x, n=p.ra_n, m=p.ra_m)
         out = self.model(torch.cat([views.weak(x), views.weak(x), strong]))
         # Under DDP every pair's negatives and columns span the global batch: gather each view
         # separately (rows stay in sample order); the identity in one process.

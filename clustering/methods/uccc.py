@@ -8,10 +8,10 @@ from typing import Literal
 import torch
 from torch import nn
 
-from clustering.graph import community_assignments, positive_threshold
+from clustering.graph import community_assignments, positive_threshold, rank_graphs
 from clustering.losses import nt_xent, uccc_cluster_loss
 from clustering.methods.common import paper_adam_defaults, require_images
-from clustering.methods.registry import Batch, StepOutput, register_method
+from clustering.methods.registry import Batch, ClusterMethod, StepOutput, register_method
 from clustering.models import ClusterModel
 
 
@@ -37,6 +37,12 @@ class UCCCParams:
     tolerance: float = 4.0
     pos_conf: float | None = None
     neg_conf: float = 0.0
+    graph: Literal["threshold", "rank"] = "threshold"
+    center: bool = False
+    warmup_steps: int = 0
+    logit_norm: bool = False
+    pos_fraction: float | None = None
+    neg_fraction: float = 0.5
 
     def validate(self) -> None:
         if self.khop < 1:
@@ -53,7 +59,7 @@ class UCCCParams:
 
 
 @register_method
-class UCCC(nn.Module):
+class UCCC(ClusterMethod):
     name = "uccc"
     description = "instance NT-Xent + community-consensus cluster loss over k-hop positive/negative graphs"
     Params = UCCCParams
@@ -65,6 +71,8 @@ class UCCC(nn.Module):
         self.model = model
         self.params = params
         self.pos_conf = params.threshold(model.num_clusters)
+        if params.logit_norm:
+            model.cluster_head.append(nn.BatchNorm1d(model.num_clusters, affine=False))
 
     def training_step(self, batch: Batch) -> StepOutput:
         p = self.params
@@ -78,9 +86,13 @@ class UCCC(nn.Module):
         loss_ins = nt_xent(z_a, z_b, p.instance_temperature)
         z_all = torch.cat([z_a, z_b])
         probs_all = torch.cat([g(out.probs[:n]), g(out.probs[n:])])
-        y_pos, y_neg = community_assignments(z_all, probs_all, self.pos_conf, p.neg_conf, p.khop)
+        graphs = None
+        if p.graph == "rank":
+            graphs = rank_graphs(z_all, p.pos_fraction or 1.0 / self.model.num_clusters, p.neg_fraction)
+        y_pos, y_neg = community_assignments(z_all, probs_all, self.pos_conf, p.neg_conf, p.khop, graphs=graphs)
         cosine = p.variant == "cosine"
         loss_clu = uccc_cluster_loss(
-            y_pos, y_neg, cosine=cosine, temperature=p.cluster_temperature if cosine else 1.0
+            y_pos, y_neg, cosine=cosine, temperature=p.cluster_temperature if cosine else 1.0, center=p.center
         )
-        return StepOutput(loss=loss_ins + loss_clu, parts={"loss_ins": loss_ins, "loss_clu": loss_clu})
+        weight = 1.0 if batch.step >= p.warmup_steps else 0.0
+        return StepOutput(loss=loss_ins + weight * loss_clu, parts={"loss_ins": loss_ins, "loss_clu": loss_clu})

@@ -1,0 +1,97 @@
+"""Training defaults chosen from the data's shape: image size, augmentation, backbone, batch size.
+
+A researcher's own folder must give a sensible run with no flags, so nothing here is tuned to one
+data set: every choice is a rule on what the data looks like (channels, native size, N, C) and on
+the machine that trains it, and comes with the reason it was made. ``resolve_config`` applies a
+choice only where the user left the field unset; ``config.json`` keeps the choices and reasons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from clustering.data import DataSet
+
+#: The small CNN's working range on a CPU. Its cost grows with the pixel count (README, speed), and
+#: 20 px keeps handwriting and object silhouettes legible, so larger images are halved into it.
+CPU_MIN_SIZE, CPU_MAX_SIZE = 16, 32
+#: ResNet18 with the CIFAR stem on a GPU: the papers' 32-96 px range.
+GPU_MIN_SIZE, GPU_MAX_SIZE = 32, 96
+#: An epoch should hold at least this many optimiser steps: with the whole data set as one batch
+#: (N smaller than the papers' 256 * C / 10) a run gets one step per epoch and a batch norm that
+#: sees the same images every time.
+MIN_STEPS_PER_EPOCH = 4
+
+
+@dataclass(frozen=True)
+class DataProfile:
+    """What the defaults depend on."""
+
+    kind: str  # "image" or "vector"
+    channels: int | None
+    native_size: int | None  # the shorter side of the images as loaded
+    num_samples: int
+    num_classes: int
+
+    @classmethod
+    def of(cls, data: DataSet, num_clusters: int | None = None) -> DataProfile:
+        if data.kind == "image":
+            channels = int(data.inputs.shape[1])
+            size = int(data.meta.get("native_size") or min(data.inputs.shape[-2:]))
+        else:
+            channels, size = None, None
+        return cls(data.kind, channels, size, len(data), int(num_clusters or data.num_classes))
+
+
+@dataclass(frozen=True)
+class Choice:
+    value: Any
+    reason: str
+
+
+def choose_image_size(profile: DataProfile, device_type: str) -> Choice:
+    size = profile.native_size
+    assert size is not None
+    if device_type == "cuda":
+        chosen = min(max(size, GPU_MIN_SIZE), GPU_MAX_SIZE)
+        return Choice(chosen, f"GPU: ResNet18 input, native {size} px kept within {GPU_MIN_SIZE}-{GPU_MAX_SIZE} px")
+    if size < CPU_MIN_SIZE:
+        return Choice(CPU_MIN_SIZE, f"native {size} px is below the small CNN's {CPU_MIN_SIZE} px minimum (two "
+                                    "pooling stages); upsampled")  # fmt: skip
+    if size <= 20:
+        return Choice(size, f"native {size} px, small enough for a CPU")
+    chosen = min(max(4 * round(size / 8), 20), CPU_MAX_SIZE)  # half the native size, a multiple of 4
+    return Choice(chosen, f"CPU: native {size} px halved into {20}-{CPU_MAX_SIZE} px (the step time grows with the "
+                          "pixels; more epochs per minute)")  # fmt: skip
+
+
+def choose_augment(profile: DataProfile) -> Choice:
+    if profile.channels == 1:
+        return Choice("digits", "grayscale: crops, small rotations and shifts, noise and cutout; no flips or "
+                                "colour operations (preset 'digits')")  # fmt: skip
+    return Choice("natural", f"{profile.channels} channels: SimCLR crops, flips and colour jitter (preset "
+                             "'natural'; blur from 64 px)")  # fmt: skip
+
+
+def choose_backbone(profile: DataProfile, device_type: str) -> Choice:
+    if profile.kind == "vector":
+        return Choice("mlp", "feature vectors: MLP encoder")
+    if device_type == "cuda":
+        return Choice("resnet18", "GPU: the papers' ResNet18 (CIFAR stem)")
+    return Choice("cnn", "CPU: the small 6-conv CNN (a ResNet18 step is ~20x slower here)")
+
+
+def choose_batch_size(profile: DataProfile, method_batch: int, world_size: int = 1) -> Choice:
+    """The method's batch (e.g. the papers' 256 * C / 10), capped so an epoch has several steps."""
+    cap = max(2 * world_size, profile.num_samples // MIN_STEPS_PER_EPOCH)
+    if method_batch <= cap:
+        return Choice(method_batch, f"the method's default ({method_batch})")
+    cap -= cap % world_size
+    return Choice(cap, f"the method's {method_batch} capped at N / {MIN_STEPS_PER_EPOCH} = {cap} so an epoch of "
+                       f"{profile.num_samples} samples has {MIN_STEPS_PER_EPOCH} steps")  # fmt: skip
+
+
+def describe(choices: dict[str, Choice]) -> dict[str, dict[str, Any]]:
+    """JSON form for ``config.json`` (``data_defaults``): field -> {value, reason}."""
+    return {name: asdict(choice) for name, choice in choices.items()}

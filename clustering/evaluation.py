@@ -1,0 +1,98 @@
+"""Evaluation: embed a data set with a model, score the clusters, re-evaluate a saved run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from clustering import distributed
+from clustering.augment import to_float
+from clustering.checkpoint import load_checkpoint
+from clustering.data import DataSet, load_dataset
+from clustering.errors import ConfigError
+from clustering.metrics import evaluate
+from clustering.models import ClusterModel
+
+
+@torch.no_grad()
+def embed(model: ClusterModel, inputs: Tensor, device: torch.device, batch_size: int = 1024,
+          amp: bool = False, amp_dtype: torch.dtype | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+    """Run the model over all ``inputs`` without augmentation.
+
+    Returns numpy arrays: ``probs`` (N, C), ``z`` (N, d) L2-normalised, ``h`` (N, F).
+    """
+    was_training = model.training
+    model.eval()
+    probs, zs, hs = [], [], []
+    try:
+        for start in range(0, len(inputs), batch_size):
+            x = inputs[start : start + batch_size].to(device, non_blocking=True)
+            x = to_float(x) if x.dtype == torch.uint8 else x.float()
+            with torch.autocast(device.type, enabled=amp, dtype=amp_dtype):
+                out = model(x)
+            probs.append(out.probs.float().cpu())
+            zs.append(nn.functional.normalize(out.z.float(), dim=1).cpu())
+            hs.append(out.h.float().cpu())
+    finally:
+        model.train(was_training)
+    return {"probs": torch.cat(probs).numpy(), "z": torch.cat(zs).numpy(), "h": torch.cat(hs).numpy()}
+
+
+def embed_all(model: ClusterModel, inputs: Tensor, device: torch.device, batch_size: int = 1024,
+              amp: bool = False, amp_dtype: torch.dtype | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+    """:func:`embed` over the whole data set, sharded over DDP processes and gathered on every rank.
+
+    Each process embeds a contiguous part; every rank gets all rows in data-set order (methods'
+    epoch hooks, e.g. GCC's graph, need them on every rank). Plain ``embed`` in one process.
+    """
+    lo, hi = distributed.shard_range(len(inputs))
+    emb = embed(model, inputs[lo:hi], device, batch_size, amp, amp_dtype)
+    return {key: distributed.gather_rows(value, len(inputs)) for key, value in emb.items()}
+
+
+def evaluation_row(data: DataSet, emb: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The metrics of the argmax clusters, and the per-sample arrays of ``predictions.npz``."""
+    probs = emb["probs"]
+    preds = probs.argmax(axis=1)
+    metrics = evaluate(data.labels, preds, probs)
+    predictions = {
+        "index": np.arange(len(preds)),
+        "cluster": preds.astype(np.int32),
+        "confidence": probs.max(axis=1).astype(np.float32),
+        "label": (data.labels if data.labels is not None else np.full(len(preds), -1)).astype(np.int32),
+        "probs": probs.astype(np.float32),
+        "z": emb["z"].astype(np.float16),
+        "h": emb["h"].astype(np.float16),
+    }
+    return metrics, predictions
+
+
+def evaluate_run(run_dir: Path, split: str | None = None, which: str = "best", root: str | None = None,
+                 device: str = "auto") -> dict[str, Any]:  # fmt: skip
+    """Re-evaluate a run's checkpoint, optionally on another split (inductive evaluation)."""
+    from clustering.runs import checkpoint_path
+    from clustering.setup import build_method, load_run_config, pick_device
+
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    path = checkpoint_path(run_dir, which) or checkpoint_path(run_dir, "last")
+    if path is None:
+        raise ConfigError(f"{str(run_dir)!r} has no checkpoint to evaluate")
+    dev = pick_device(device)
+    ckpt = load_checkpoint(path, map_location=dev)
+    data = load_dataset(config.dataset, root or config.root, split or config.split, config.image_size,
+                        label_column=config.label_column, num_clusters=config.num_clusters)
+    method = build_method(config, data, dev)
+    try:
+        method.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise ConfigError(f"checkpoint {str(path)!r} does not match the run's config: {str(exc)[:300]}") from None
+    emb = embed(method.model, data.inputs, dev, config.eval_batch_size)
+    metrics, _ = evaluation_row(data, emb)
+    metrics.update(checkpoint=str(path), split=split or config.split, epoch=ckpt["epoch"], step=ckpt["step"],
+                   num_samples=len(data))  # fmt: skip
+    return metrics

@@ -1,0 +1,190 @@
+"""The public setup layer: resolve a config once, then build the method, optimiser and scheduler.
+
+``train``, the benchmarks and the tests build runs with these functions only, so a run set up by
+hand is the run the trainer would have made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from clustering.augment import PRESETS
+from clustering.config import TrainConfig, versions
+from clustering.data import DataSet
+from clustering.data_defaults import (
+    Choice,
+    DataProfile,
+    choose_augment,
+    choose_backbone,
+    choose_batch_size,
+    choose_image_size,
+    describe,
+)
+from clustering.errors import ConfigError
+from clustering.methods import get_method, resolve_params
+from clustering.models import ClusterModel, backbone_names, build_backbone
+from clustering.runs import read_config
+
+
+def pick_device(requested: str) -> torch.device:
+    """``auto`` is CUDA when present, else the CPU; ``cuda`` without CUDA is a clear error."""
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was requested but CUDA is not available; use --device auto or cpu")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def backbone_defaults(defaults: dict[str, Any], backbone: str, optimizer: str | None = None) -> dict[str, Any]:
+    """A method's ``train_defaults`` with its ``by_backbone[backbone]`` entries applied.
+
+    The papers tune their optimiser and temperatures for ResNets on 32-96 px images; on the small
+    CPU CNN some of those settings stall or degenerate (README, per method), so a method may name
+    other training defaults, and method parameter defaults under ``"params"``, for a backbone. An
+    optimiser the user chose that differs from the backbone's keeps the method's general
+    training defaults (the backbone's learning rate was tuned for its own optimiser).
+    """
+    special = dict(defaults.get("by_backbone", {}).get(backbone, {}))
+    if optimizer is not None and special.get("optimizer", optimizer) != optimizer:
+        special = {"params": special.get("params", {})}
+    merged = {k: v for k, v in defaults.items() if k != "by_backbone"}
+    return merged | special
+
+
+def method_batch_size(defaults: dict[str, Any], num_clusters: int) -> int:
+    """A method's own batch: a fixed size, or the papers' N = 256 * C / 10."""
+    if "batch_size" in defaults:
+        return int(defaults["batch_size"])
+    return int(defaults.get("batch_size_per_10_clusters", 256) * num_clusters / 10)
+
+
+def resolve_config(config: TrainConfig, data: DataSet, device_type: str | None = None) -> TrainConfig:
+    """A copy of ``config`` with every ``None`` filled, checked once.
+
+    ``data`` is the data set as loaded (images at their native size): image size, augmentation,
+    backbone and batch size come from its shape (:mod:`clustering.data_defaults`) wherever the
+    user left them unset; the choices and reasons are kept in ``data_defaults``. ``device_type``
+    defaults to the device the config asks for.
+    """
+    config.check()
+    method_cls = get_method(config.method)
+    cfg = TrainConfig.from_dict(config.to_dict())
+    cfg.num_clusters = cfg.num_clusters or data.num_classes
+    if cfg.num_clusters < 2:
+        raise ConfigError(f"num_clusters must be >= 2, got {cfg.num_clusters}")
+    if cfg.backbone is not None and cfg.backbone not in backbone_names():
+        raise ConfigError(f"unknown backbone {cfg.backbone!r}; valid: {', '.join(backbone_names())}")
+    device_type = device_type or pick_device(cfg.device).type
+    profile = DataProfile.of(data, cfg.num_clusters)
+    applied: dict[str, Choice] = {}
+    if cfg.backbone is None and "backbone" not in method_cls.train_defaults:
+        applied["backbone"] = choose_backbone(profile, device_type)
+    cfg.backbone = cfg.backbone or method_cls.train_defaults.get("backbone") or applied["backbone"].value
+    defaults = backbone_defaults(method_cls.train_defaults, cfg.backbone, config.optimizer)
+    batch = choose_batch_size(profile, method_batch_size(defaults, cfg.num_clusters), cfg.world_size)
+    choices = {"batch_size": batch}
+    if data.kind == "image":
+        choices |= {"image_size": choose_image_size(profile, device_type), "augment": choose_augment(profile)}
+    for name, choice in choices.items():
+        if getattr(cfg, name) is None:
+            setattr(cfg, name, choice.value)
+            applied[name] = choice
+    if cfg.augment is not None and cfg.augment not in PRESETS:
+        raise ConfigError(f"unknown augmentation preset {cfg.augment!r}; valid: {', '.join(sorted(PRESETS))}")
+    cfg.data_defaults = describe(applied)
+    cfg.instance_dim = cfg.instance_dim or defaults.get("instance_dim", 128)
+    cfg.optimizer = cfg.optimizer or defaults.get("optimizer", "adam")
+    cfg.lr = cfg.lr or defaults.get("lr", 3e-4)
+    cfg.weight_decay = defaults.get("weight_decay", 0.0) if cfg.weight_decay is None else cfg.weight_decay
+    cfg.scheduler = cfg.scheduler or defaults.get("scheduler", "none")
+    explicit_batch = config.batch_size is not None and config.batch_size <= len(data)
+    cfg.batch_size = max(2, min(cfg.batch_size, len(data)))
+    split_batch(cfg, explicit=explicit_batch)
+    if cfg.epochs is None:
+        cfg.epochs = 1000 if cfg.minutes is None and cfg.max_steps is None else 10**6
+    params = resolve_params(method_cls, {**defaults.get("params", {}), **cfg.method_params})
+    cfg.method_params = dataclasses.asdict(params)
+    cfg.versions = versions()
+    cfg.check()
+    return cfg
+
+
+def split_batch(cfg: TrainConfig, explicit: bool) -> None:
+    """Make the global batch split evenly over ``cfg.world_size`` processes (each takes N / P).
+
+    A batch size the user chose must divide exactly; a default (or one clamped to the data set
+    size) is rounded down to the nearest multiple.
+    """
+    world = cfg.world_size
+    if cfg.batch_size % world == 0:
+        return
+    if explicit:
+        raise ConfigError(
+            f"batch_size {cfg.batch_size} is the global batch and must split evenly over the {world} processes; "
+            f"use a multiple of {world} (e.g. {max(world, cfg.batch_size // world * world)})"
+        )
+    if cfg.batch_size < world:
+        raise ConfigError(f"the batch ({cfg.batch_size}) is smaller than the number of processes ({world})")
+    cfg.batch_size -= cfg.batch_size % world
+
+
+def prepare_data(config: TrainConfig, data: DataSet) -> DataSet:
+    """The data set at the run's resolution (resized once, in memory)."""
+    return data.resized(config.image_size) if data.kind == "image" and config.image_size else data
+
+
+def build_method(config: TrainConfig, data: DataSet, device: torch.device) -> nn.Module:
+    """The registered method around a fresh model, on ``device``; ``data`` at the run's resolution
+    (its per-channel statistics become the model's input normalisation)."""
+    method_cls = get_method(config.method)
+    params = resolve_params(method_cls, config.method_params)
+    try:
+        backbone = build_backbone(config.backbone, tuple(data.inputs.shape[1:]), config.image_size)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if data.kind == "image":
+        x = data.inputs.float() / 255.0
+        mean = x.mean(dim=(0, 2, 3)).view(1, -1, 1, 1)
+        std = x.std(dim=(0, 2, 3)).clamp_min(1e-3).view(1, -1, 1, 1)
+    else:
+        x = data.inputs.float()
+        mean, std = x.mean(dim=0, keepdim=True), x.std(dim=0, keepdim=True).clamp_min(1e-6)
+    model = ClusterModel(backbone, config.num_clusters, config.instance_dim, mean, std)
+    try:
+        method = method_cls(model, params, len(data))
+    except ValueError as exc:
+        raise ConfigError(f"cannot set up method {config.method!r}: {exc}") from None
+    return method.to(device)
+
+
+def build_optimizer(config: TrainConfig, params: Any) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    if config.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config.epochs))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _epoch: 1.0)
+
+
+def seed_everything(seed: int) -> None:
+    """torch, numpy and Python's random from the run's seed (the weights' initialisation)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    data = read_config(run_dir)
+    if data is None:
+        raise ConfigError(f"{str(run_dir)!r} has no readable config.json; is it a run directory?")
+    return TrainConfig.from_dict(data)

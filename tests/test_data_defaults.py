@@ -1,0 +1,112 @@
+"""Data-aware defaults: chosen from the data's shape, each overridable, kept in config.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clustering.config import TrainConfig
+from clustering.data import load_dataset
+from clustering.data_defaults import MIN_STEPS_PER_EPOCH, DataProfile, choose_image_size
+from clustering.setup import resolve_config
+
+
+def make_folder(root: Path, classes: int, per_class: int, size: int, colour: bool, seed: int = 0) -> Path:
+    """An ImageFolder of ``classes`` x ``per_class`` random PNGs of ``size`` px."""
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        folder = root / f"class{c:02d}"
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            shape = (size, size, 3) if colour else (size, size)
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("folders")
+    return {
+        "gray16": make_folder(base / "gray16", 10, 10, 16, colour=False),
+        "colour96": make_folder(base / "colour96", 10, 10, 96, colour=True),
+        "faces": make_folder(base / "faces", 40, 10, 32, colour=False),  # 400 images x 40 classes
+    }
+
+
+def resolved(root: Path, device: str = "cpu", **fields: object) -> TrainConfig:
+    data = load_dataset("imagefolder", root=root, image_size=fields.get("image_size"))  # type: ignore[arg-type]
+    return resolve_config(TrainConfig(dataset="imagefolder", root=str(root), **fields), data, device)  # type: ignore[arg-type]
+
+
+def test_grayscale_16px_keeps_its_size_and_gets_no_flips_or_colour(folders: dict[str, Path]) -> None:
+    cfg = resolved(folders["gray16"])
+    assert (cfg.image_size, cfg.augment, cfg.backbone) == (16, "digits", "cnn")
+    assert cfg.batch_size == 100 // MIN_STEPS_PER_EPOCH  # UCCC's 256 * C / 10 = 256 exceeds N / 4 = 25
+    assert set(cfg.data_defaults) == {"image_size", "augment", "backbone", "batch_size"}
+    assert "grayscale" in cfg.data_defaults["augment"]["reason"]
+
+
+def test_colour_96px_is_halved_on_a_cpu_and_kept_on_a_gpu(folders: dict[str, Path]) -> None:
+    cpu = resolved(folders["colour96"])
+    assert (cpu.image_size, cpu.augment, cpu.backbone) == (32, "natural", "cnn")
+    gpu = resolved(folders["colour96"], device="cuda")
+    assert (gpu.image_size, gpu.augment, gpu.backbone) == (96, "natural", "resnet18")
+    assert "96 px" in gpu.data_defaults["image_size"]["reason"]
+
+
+def test_400_images_of_40_classes_get_several_steps_per_epoch(folders: dict[str, Path]) -> None:
+    cfg = resolved(folders["faces"])
+    assert cfg.num_clusters == 40
+    assert cfg.batch_size == 400 // MIN_STEPS_PER_EPOCH  # not the whole data set (256 * 40 / 10 = 1024)
+    assert (cfg.image_size, cfg.augment) == (20, "digits")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("image_size", 24), ("augment", "natural"), ("backbone", "resnet18"), ("batch_size", 64)],
+)
+def test_every_choice_yields_to_a_flag(folders: dict[str, Path], field: str, value: object) -> None:
+    cfg = resolved(folders["faces"], **{field: value})
+    assert getattr(cfg, field) == value
+    assert field not in cfg.data_defaults  # only what was chosen for the user is reported as chosen
+
+
+def test_image_size_rule_over_native_sizes() -> None:
+    def size(native: int, device: str = "cpu") -> int:
+        return choose_image_size(DataProfile("image", 1, native, 1000, 10), device).value
+
+    assert [size(n) for n in (8, 16, 20, 28, 32, 64, 128)] == [16, 16, 20, 20, 20, 32, 32]
+    assert [size(n, "cuda") for n in (8, 32, 64, 128)] == [32, 32, 64, 96]
+
+
+def test_unknown_augmentation_and_backbone_list_the_valid_ones(folders: dict[str, Path]) -> None:
+    from clustering.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="valid: digits, natural, natural-large, none"):
+        resolved(folders["gray16"], augment="foo")
+    with pytest.raises(ConfigError, match="valid: cnn, mlp, resnet18, resnet34"):
+        resolved(folders["gray16"], backbone="foo")
+
+
+def test_the_cli_prints_the_choices_and_config_json_keeps_them(
+    folders: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from clustering.cli import main
+
+    code = main(["train", "--dataset", "imagefolder", "--root", str(folders["gray16"]), "--max-steps", "1",
+                 "--out", str(tmp_path), "--run-id", "r", "--no-progress", "--batch-size", "8"])  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "default image_size = 16: native 16 px" in err and "default augment = digits" in err
+    assert "batch_size" not in err  # given as a flag
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["data_defaults"]["image_size"]["value"] == 16 and config["batch_size"] == 8
+
+
+def test_imagefolder_without_a_size_loads_at_its_native_size(folders: dict[str, Path]) -> None:
+    data = load_dataset("imagefolder", root=folders["colour96"])
+    assert data.inputs.shape[1:] == (3, 96, 96) and data.meta["native_size"] == 96
