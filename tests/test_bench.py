@@ -44,7 +44,7 @@ def test_quality_rejects_a_non_positive_job_count(tmp_path: Path, capsys: pytest
 
 
 def test_lnscc_free_embedding_ceiling_separates_blobs_and_lowers_its_loss() -> None:
-    from clustering.lnscc_ceiling import free_embedding_ceiling, knn_label_agreement
+    from clustering.bench.lnscc_ceiling import free_embedding_ceiling, knn_label_agreement
 
     g = np.random.default_rng(0)
     labels = np.arange(90) % 3

@@ -1,0 +1,79 @@
+"""``bench quality`` (methods vs raw-pixel baselines) and ``bench ablation`` (UCCC's options)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from clustering.bench.baselines import baseline_rows
+from clustering.bench.runner import Job, data_refs, load_native, run_jobs
+from clustering.bench.tables import print_row, write_tables
+from clustering.errors import UserError
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    from clustering.methods import get_method
+
+    refs = data_refs(args.datasets, args.root)
+    datasets = [ref.label for ref in refs]
+    methods = [m for m in args.methods.split(",") if m]
+    for m in methods:
+        get_method(m)  # fail fast on unknown names
+    seeds = list(range(args.seeds))
+    results, name = Path(args.results), args.name or "quality"
+    rows: list[dict[str, Any]] = []
+
+    def add(row: dict[str, Any]) -> None:
+        """Print a finished row and rewrite the tables, so a stopped benchmark keeps its rows."""
+        rows.append(row)
+        print_row(row)
+        write_tables(rows, results, name, echo=False)
+
+    loaded, baselines = {}, []
+    for ref in refs:
+        loaded[ref.label] = load_native(ref.source, ref.root)
+        if not args.no_baselines:  # raw pixels at the data set's own resolution
+            for row in baseline_rows(loaded[ref.label], ref.label, seeds):
+                add(row)
+                baselines.append(row)
+    jobs = [Job(ref.label, method, seed, "default", {}, {}, ref) for ref in refs for method in methods
+            for seed in seeds]  # fmt: skip
+    trained = run_jobs(jobs, args, loaded.__getitem__, add)
+    ordered = [r for d in datasets for r in baselines + trained if r["dataset"] == d]
+    write_tables(ordered, results, name)
+    return 0
+
+
+ABLATION_GROUPS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "variant": [("paper (literal Eq. 6)", {"variant": "paper"}), ("cosine tau=0.3", {"variant": "cosine"})],
+    "temperature": [(f"cosine tau={t}", {"variant": "cosine", "cluster_temperature": t}) for t in (0.2, 0.3, 0.5, 1.0)],
+    "khop": [(f"k={k}", {"khop": k}) for k in (1, 2, 3, 4)],
+    "tolerance": [(f"t={t}", {"tolerance": float(t)}) for t in (2, 3, 4, 5, 6)],
+}
+
+
+def cmd_ablation(args: argparse.Namespace) -> int:
+    groups = [g for g in args.groups.split(",") if g]
+    unknown = [g for g in groups if g not in ABLATION_GROUPS]
+    if unknown:
+        raise UserError(f"unknown ablation group(s) {unknown}; valid: {', '.join(ABLATION_GROUPS)}")
+    from clustering.methods import get_method, resolve_params
+
+    data = load_native(args.dataset, args.root)
+    jobs: list[Job] = []
+    # Several groups contain the default configuration (tau 0.3 = k 2 = t 4): train it once.
+    seen: set[tuple] = set()
+    for group in groups:
+        for label, params in ABLATION_GROUPS[group]:
+            if args.configs and label not in args.configs.split(","):
+                continue
+            key = tuple(sorted(vars(resolve_params(get_method("uccc"), params)).items()))
+            if key in seen:
+                continue
+            seen.add(key)
+            jobs += [Job(args.dataset, "uccc", seed, label, params, {}) for seed in range(args.seeds)]
+
+    rows = run_jobs(jobs, args, lambda _: data, print_row)
+    write_tables(rows, Path(args.results), args.name or "ablation")
+    return 0
