@@ -88,7 +88,7 @@ def resolve_config(config: TrainConfig, data: DataSet, device_type: str | None =
         applied["backbone"] = choose_backbone(profile, device_type)
     cfg.backbone = cfg.backbone or method_cls.train_defaults.get("backbone") or applied["backbone"].value
     defaults = backbone_defaults(method_cls.train_defaults, cfg.backbone, config.optimizer)
-    batch = choose_batch_size(profile, method_batch_size(defaults, cfg.num_clusters), cfg.world_size)
+    batch = choose_batch_size(profile, method_batch_size(defaults, cfg.num_clusters), device_type, cfg.world_size)
     choices = {"batch_size": batch}
     if data.kind == "image":
         choices |= {"image_size": choose_image_size(profile, device_type), "augment": choose_augment(profile)}

@@ -171,7 +171,9 @@ def _run_steps_unpatched(method_name: str) -> dict[str, Any]:
     with torch.no_grad():
         # At initialisation the softmax is nearly uniform, so cluster losses barely move the
         # cluster head (gradients ~1e-8, float noise); sharper logits give every term a real gradient.
-        method.model.cluster_head[-1].weight.mul_(20.0)
+        # (UCCC's logit_norm standardises the logits after this layer, which needs no sharpening.)
+        last_linear = [m for m in method.model.cluster_head if isinstance(m, torch.nn.Linear)][-1]
+        last_linear.weight.mul_(20.0)
     method.train()
     result: dict[str, Any] = {"losses": [], "parts": []}
     result["init"] = {k: v.detach().clone() for k, v in method.state_dict().items()}

@@ -48,7 +48,7 @@ Measured (1 CPU thread, paper defaults unless stated; single seeds, so +-0.05 is
   Changes that did not help: Adam 1e-3, no batch norm, d squared, a 10-d Z, 5x the pairs per
   step, one equal batch per pair set (another reading of Eq. 9, 13, 17), SGD lr x 50 (0.39),
   and a slower eta. The default stays the paper's; ``im_neg_scale`` is the knob.
-- The objective's own ceiling (``bench lnscc-ceiling``, ``clustering.lnscc_ceiling``): the pair
+- The objective's own ceiling (``bench lnscc-ceiling``, ``clustering.bench.lnscc_ceiling``): the pair
   losses on the same graph, optimised to a flat loss over a free N x 64 table instead of the
   MLP, give k-means ACC of about 0.7 on MNIST-test (about 0.75-0.8 without E^{im-}) while
   keeping the pixel graph's 10-NN label agreement (0.90). The published 0.946 is out of reach of
