@@ -43,7 +43,7 @@ def _add_quality_parsers(bsub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_quality)
 
     p = bsub.add_parser("ablation", help="UCCC ablations: literal vs cosine, temperature, k-hop, tolerance t")
-    p.add_argument("--dataset", default="digits")
+    p.add_argument("--dataset", default="digits", help="data source(s), comma-separated: each config on each")
     p.add_argument("--groups", default="variant,temperature,khop,tolerance")
     p.add_argument("--configs", help="only these labels of the groups, comma-separated (e.g. t=2,t=3)")
     _add_common(p)

@@ -62,8 +62,10 @@ def cmd_ablation(args: argparse.Namespace) -> int:
         raise UserError(f"unknown ablation group(s) {unknown}; valid: {', '.join(ABLATION_GROUPS)}")
     from clustering.methods import get_method, resolve_params
 
-    data = load_native(args.dataset, args.root)
-    jobs: list[Job] = []
+    # Several data sets (e.g. 10, 20 and 40 classes): every configuration on each of them.
+    datasets = [d for d in args.dataset.split(",") if d]
+    loaded = {name: load_native(name, args.root) for name in datasets}
+    configs: list[tuple[str, dict[str, Any]]] = []
     # Several groups contain the default configuration (tau 0.3 = k 2 = t 4): train it once.
     seen: set[tuple] = set()
     for group in groups:
@@ -74,8 +76,9 @@ def cmd_ablation(args: argparse.Namespace) -> int:
             if key in seen:
                 continue
             seen.add(key)
-            jobs += [Job(args.dataset, "uccc", seed, label, params, {}) for seed in range(args.seeds)]
-
-    rows = run_jobs(jobs, args, lambda _: data, print_row)
+            configs.append((label, params))
+    jobs = [Job(name, "uccc", seed, label, params, {}) for name in datasets for label, params in configs
+            for seed in range(args.seeds)]  # fmt: skip
+    rows = run_jobs(jobs, args, loaded.__getitem__, print_row)
     write_tables(rows, Path(args.results), args.name or "ablation")
     return 0
