@@ -110,3 +110,17 @@ def test_the_cli_prints_the_choices_and_config_json_keeps_them(
 def test_imagefolder_without_a_size_loads_at_its_native_size(folders: dict[str, Path]) -> None:
     data = load_dataset("imagefolder", root=folders["colour96"])
     assert data.inputs.shape[1:] == (3, 96, 96) and data.meta["native_size"] == 96
+
+
+def test_cpu_batch_follows_the_clusters_not_the_gpu_rule() -> None:
+    from clustering.data_defaults import CPU_BATCH, MIN_IMAGES_PER_CLUSTER, choose_batch_size
+
+    def batch(clusters: int, device: str) -> int:
+        profile = DataProfile("image", 1, 16, 100_000, clusters)
+        return choose_batch_size(profile, 256 * clusters // 10, device).value
+
+    assert [batch(c, "cpu") for c in (10, 20, 40, 200)] == [CPU_BATCH, CPU_BATCH, MIN_IMAGES_PER_CLUSTER * 40,
+                                                             MIN_IMAGES_PER_CLUSTER * 200]  # fmt: skip
+    assert [batch(c, "cuda") for c in (10, 20, 40, 200)] == [256, 512, 1024, 5120]  # the paper's 256 * C / 10
+    small = DataProfile("image", 1, 16, 400, 40)  # the N / 4 cap still applies on top
+    assert choose_batch_size(small, 1024, "cpu").value == 100

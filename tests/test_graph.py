@@ -101,3 +101,17 @@ def test_community_assignments_rejects_bad_input() -> None:
         community_assignments(torch.randn(4, 2), torch.rand(4, 3), 0.2, k=0)
     with pytest.raises(ValueError, match="same number of rows"):
         community_assignments(torch.randn(4, 2), torch.rand(5, 3), 0.2)
+
+
+def test_rank_graphs_give_every_view_its_nearest_fraction_as_peers() -> None:
+    from clustering.graph import rank_graphs
+
+    # Four tight groups of 5 rows on orthogonal axes: the 1/4 nearest rows of each row are its group.
+    z = torch.eye(4).repeat_interleave(5, dim=0) + 0.01 * torch.randn(20, 4, generator=torch.Generator().manual_seed(0))
+    group = torch.arange(20) // 5
+    same = group[:, None] == group[None, :]
+    a_pos, a_neg = rank_graphs(z, pos_fraction=0.25, neg_fraction=0.5)
+    assert torch.equal(a_pos > 0, same)  # symmetric kNN graph = the groups, diagonal included
+    assert not ((a_neg > 0) & same).any() and (a_neg > 0).sum(1).min() >= 10  # negatives only across groups
+    torch.testing.assert_close(a_pos, a_pos.T)
+    torch.testing.assert_close(a_pos.sum(1), torch.ones(20))  # D^-1/2 A D^-1/2 of a 5-regular block graph

@@ -16,6 +16,7 @@ from clustering.errors import ConfigError, UserError
 from clustering.evaluation import embed
 from clustering.methods import Batch, EpochContext, method_names
 from clustering.methods import sacc as sacc_module
+from clustering.methods import uccc as uccc_module
 from clustering.methods.gcc import batch_weights, knn_indices, symmetric_degree
 from clustering.methods.lnscc_graph import adjacency, draw_edges, draw_non_edges, knn, local_weights, pair_sets
 from clustering.setup import build_method, resolve_config
@@ -181,6 +182,35 @@ def test_sacc_combines_the_right_view_pairs(digits: DataSet, monkeypatch: pytest
     x = inputs[0]
     assert x.shape[0] == 3 * n and x[2 * n :].abs().sum() == 0 and x[: 2 * n].abs().sum() > 0  # third = strong
     assert torch.isfinite(out.loss)
+
+
+@pytest.mark.parametrize("strong", [False, True])
+def test_uccc_strong_view_adds_sacc_pairs_over_one_graph(strong: bool, digits: DataSet,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    method, config, views = setup("uccc", digits, strong_view=strong)
+    n = 16
+    ins_calls, clu_rows, graph_rows = [], [], []
+    real_ins, real_clu = uccc_module.nt_xent, uccc_module.uccc_cluster_loss
+    real_graph = uccc_module.community_assignments
+    monkeypatch.setattr(uccc_module, "nt_xent", lambda a, b, t: ins_calls.append(a.shape[0]) or real_ins(a, b, t))
+    monkeypatch.setattr(uccc_module, "uccc_cluster_loss", lambda yp, yn, **kw: clu_rows.append(yp.shape[0])
+                        or real_clu(yp, yn, **kw))  # fmt: skip
+    monkeypatch.setattr(uccc_module, "community_assignments", lambda z, y, *a, **kw: graph_rows.append(z.shape[0])
+                        or real_graph(z, y, *a, **kw))  # fmt: skip
+    monkeypatch.setattr(views_module, "rand_augment", lambda x, n, m, generator: torch.zeros_like(x))
+    inputs = []
+    forward = method.model.forward
+    monkeypatch.setattr(method.model, "forward", lambda x: inputs.append(x) or forward(x))
+    out = one_step(method, config, views, digits, n)
+    views_count = 3 if strong else 2
+    assert inputs[0].shape[0] == views_count * n
+    assert graph_rows == [views_count * n]  # one community graph over every view
+    assert ins_calls == [n] * (views_count - 1)  # ins(w1, w2) (+ ins(w2, s))
+    assert clu_rows == [2 * n] * (3 if strong else 1)  # Eq. 6 on each view pair
+    if strong:
+        assert inputs[0][2 * n :].abs().sum() == 0  # the third view is the (patched) strong one
+    out.loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.parameters() if p.requires_grad)
 
 
 def test_sacc_sigma_weights_the_cluster_losses(digits: DataSet) -> None:

@@ -43,6 +43,9 @@ class UCCCParams:
     center: subtract each row's mean over the clusters from Y_pos and Y_neg before the cosine
         (faster start, but on 40 classes it plateaued lower; off by default).
     warmup_steps: optimiser steps with the instance loss alone before the cluster loss joins.
+    strong_view: add SACC's third view (weak, then RandAugment with ``ra_n`` ops of magnitude up
+        to ``ra_m``): instance loss ins(w1, w2) + ins(w2, s) as in SACC, community graphs over all
+        3N views, and Eq. 6 averaged over the view pairs (w1, w2), (w1, s), (w2, s).
     """
 
     variant: Literal["cosine", "paper"] = "cosine"
@@ -58,6 +61,9 @@ class UCCCParams:
     neg_fraction: float = 0.5
     center: bool = False
     warmup_steps: int = 0
+    strong_view: bool = False
+    ra_n: int = 5
+    ra_m: int = 10
 
     def validate(self) -> None:
         if self.khop < 1:
@@ -100,23 +106,35 @@ class UCCC(ClusterMethod):
 
     def training_step(self, batch: Batch) -> StepOutput:
         p = self.params
-        n = batch.inputs.shape[0]
-        views = torch.cat([batch.views.weak(batch.inputs), batch.views.weak(batch.inputs)])
-        out = self.model(views)
+        x, n = batch.inputs, batch.inputs.shape[0]
+        inputs = [batch.views.weak(x), batch.views.weak(x)]
+        if p.strong_view:
+            inputs.append(batch.views.strong(x, n=p.ra_n, m=p.ra_m))
+        out = self.model(torch.cat(inputs))
         # Under DDP the negatives and the community graphs span the global batch: gather each view
-        # separately so the rows stay [view a (N); view b (N)] (the identity in one process).
-        g = batch.gather
-        z_a, z_b = g(out.z[:n]), g(out.z[n:])
-        loss_ins = nt_xent(z_a, z_b, p.instance_temperature)
-        z_all = torch.cat([z_a, z_b])
-        probs_all = torch.cat([g(out.probs[:n]), g(out.probs[n:])])
+        # separately so the rows stay [view 1 (N); view 2 (N); ...] (the identity in one process).
+        g, blocks = batch.gather, range(len(inputs))
+        z = [g(out.z[v * n : (v + 1) * n]) for v in blocks]
+        probs = [g(out.probs[v * n : (v + 1) * n]) for v in blocks]
+        loss_ins = nt_xent(z[0], z[1], p.instance_temperature)
+        if p.strong_view:
+            loss_ins = loss_ins + nt_xent(z[1], z[2], p.instance_temperature)
+        z_all, probs_all = torch.cat(z), torch.cat(probs)
         graphs = None
         if p.graph == "rank":
             graphs = rank_graphs(z_all, p.pos_fraction or 1.0 / self.model.num_clusters, p.neg_fraction)
         y_pos, y_neg = community_assignments(z_all, probs_all, self.pos_conf, p.neg_conf, p.khop, graphs=graphs)
         cosine = p.variant == "cosine"
-        loss_clu = uccc_cluster_loss(
-            y_pos, y_neg, cosine=cosine, temperature=p.cluster_temperature if cosine else 1.0, center=p.center
-        )
+        m = z[0].shape[0]  # the global batch
+
+        def rows(y: torch.Tensor, a: int, b: int) -> torch.Tensor:  # [view a; view b]
+            return torch.cat([y[a * m : (a + 1) * m], y[b * m : (b + 1) * m]])
+
+        pairs = [(0, 1), (0, 2), (1, 2)] if p.strong_view else [(0, 1)]
+        loss_clu = sum(
+            uccc_cluster_loss(rows(y_pos, a, b), rows(y_neg, a, b), cosine=cosine,
+                              temperature=p.cluster_temperature if cosine else 1.0, center=p.center)
+            for a, b in pairs
+        ) / len(pairs)  # fmt: skip
         weight = 1.0 if batch.step >= p.warmup_steps else 0.0
         return StepOutput(loss=loss_ins + weight * loss_clu, parts={"loss_ins": loss_ins, "loss_clu": loss_clu})
