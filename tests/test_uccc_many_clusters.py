@@ -46,7 +46,7 @@ def short_run(tmp_path, **params: object) -> dict:  # noqa: ANN001
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     out = tmp_path_factory.mktemp("many_clusters")
-    return {"default": short_run(out), "old": short_run(out, logit_norm=False)}
+    return {"default": short_run(out, logit_norm=True), "old": short_run(out, logit_norm=False)}
 
 
 def test_default_uccc_keeps_the_clusters_at_40(runs: dict[str, dict]) -> None:
@@ -67,7 +67,8 @@ def test_logit_norm_standardises_the_logits_and_drops_the_dead_bias() -> None:
     from clustering.setup import build_method, resolve_config
 
     data = pattern_images(classes=10, per_class=4)
-    on = resolve_config(TrainConfig(dataset="patterns", batch_size=16), data, "cpu")
+    on = resolve_config(TrainConfig(dataset="patterns", batch_size=16, method_params={"logit_norm": True}), data,
+                        "cpu")  # fmt: skip
     off = resolve_config(TrainConfig(dataset="patterns", batch_size=16, method_params={"logit_norm": False}), data,
                          "cpu")  # fmt: skip
     head_on = build_method(on, data, torch.device("cpu")).model.cluster_head

@@ -51,7 +51,8 @@ ABLATION_GROUPS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "khop": [(f"k={k}", {"khop": k}) for k in (1, 2, 3, 4)],
     "tolerance": [(f"t={t}", {"tolerance": float(t)}) for t in (2, 3, 4, 5, 6)],
     # The fix for the slow start and the collapse at 20-40 clusters (README, "UCCC at 10, 20 and 40 clusters").
-    "logit-norm": [("logit_norm off", {"logit_norm": False}), ("logit_norm on", {"logit_norm": True})],
+    "logit-norm": [("logit_norm off", {"logit_norm": False}), ("logit_norm on", {"logit_norm": True}),
+                   ("logit_norm affine", {"logit_norm": True, "logit_norm_affine": True})],
     "strong-view": [("default", {}), ("strong view", {"strong_view": True})],
 }
 

@@ -35,7 +35,11 @@ class UCCCParams:
         (README, "UCCC at 10, 20 and 40 clusters"). Centred logits give every cluster a share of
         the argmaxes from the first step, so the community loss sorts images between all C
         clusters instead of having to grow them. It is an architectural constraint on the head,
-        not a balance term in the loss: the loss stays Eq. 6 (cosine variant). Default on.
+        not a balance term in the loss: the loss stays Eq. 6 (cosine variant). Off by default: it wins
+        in 2-minute runs but lost at 5 minutes on 20 and 40 classes (README); the collapse there was
+        fixed by the CPU batch rule (clustering.data_defaults).
+    logit_norm_affine: give that normalisation a learnable per-cluster scale and shift (starts as
+        the plain normalisation; training may undo it).
     graph: ``threshold`` (Eq. 3-4, the paper) or ``rank``: positive peers are the
         ``pos_fraction`` (default 1/C) most similar views of each view, negative peers the
         ``neg_fraction`` least similar; gives every row the expected community size whatever the
@@ -55,7 +59,8 @@ class UCCCParams:
     tolerance: float = 4.0
     pos_conf: float | None = None
     neg_conf: float = 0.0
-    logit_norm: bool = True
+    logit_norm: bool = False
+    logit_norm_affine: bool = False
     graph: Literal["threshold", "rank"] = "threshold"
     pos_fraction: float | None = None
     neg_fraction: float = 0.5
@@ -102,7 +107,7 @@ class UCCC(ClusterMethod):
             # The normalisation removes any per-cluster offset, so the last layer's bias would get
             # exactly zero gradient: drop it rather than carry a dead parameter.
             model.cluster_head[-1].register_parameter("bias", None)
-            model.cluster_head.append(nn.BatchNorm1d(model.num_clusters, affine=False))
+            model.cluster_head.append(nn.BatchNorm1d(model.num_clusters, affine=params.logit_norm_affine))
 
     def training_step(self, batch: Batch) -> StepOutput:
         p = self.params
