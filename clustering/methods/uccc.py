@@ -29,15 +29,13 @@ class UCCCParams:
     pos_conf: explicit positive threshold; overrides ``tolerance`` when set.
     neg_conf: negative threshold (paper: 0).
     logit_norm: batch-normalise the cluster logits (no learnable scale or shift) before the
-        softmax. Not in the paper. Without it the run starts with nearly every image in a few
-        clusters and only slowly recruits the rest: digits reached 10 of 10 clusters only after
-        ~30 epochs, and at 20 and 40 clusters the 5-minute runs ended with 7 of 20 and 7 of 40
-        (README, "UCCC at 10, 20 and 40 clusters"). Centred logits give every cluster a share of
-        the argmaxes from the first step, so the community loss sorts images between all C
-        clusters instead of having to grow them. It is an architectural constraint on the head,
-        not a balance term in the loss: the loss stays Eq. 6 (cosine variant). Off by default: it wins
-        in 2-minute runs but lost at 5 minutes on 20 and 40 classes (README); the collapse there was
-        fixed by the CPU batch rule (clustering.data_defaults).
+        softmax. Not in the paper. Without it a run starts with nearly every image in a few
+        clusters and recruits the rest slowly (digits: 10 of 10 only after ~30 epochs); centred
+        logits give every cluster a share of the argmaxes from the first step. An architectural
+        constraint on the head, not a balance term: the loss stays Eq. 6 (cosine variant). Off by
+        default: it wins in 2-minute runs but lost after 5 minutes at 20 and 40 classes (README,
+        "logit_norm, and what actually fixed the collapse"); the collapse at 20-40 clusters came
+        from the batch and is fixed by the CPU batch rule (``clustering.data_defaults``).
     logit_norm_affine: give that normalisation a learnable per-cluster scale and shift (starts as
         the plain normalisation; training may undo it).
     graph: ``threshold`` (Eq. 3-4, the paper) or ``rank``: positive peers are the
