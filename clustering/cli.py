@@ -54,6 +54,12 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs")
     g.add_argument("--best-metric", default="loss", choices=["loss", "acc", "nmi", "ari"],
                    help="what best.pt tracks (loss needs no labels)")
+    g.add_argument("--self-label", type=float, metavar="FRACTION",
+                   help="self-labelling stage from this fraction of the run on (0-1; off by default): "
+                        "confident weak views label strong views, for any image method")
+    g.add_argument("--self-label-threshold", type=float, default=0.95,
+                   help="confidence above which a weak view's cluster becomes a pseudo-label")
+    g.add_argument("--self-label-weight", type=float, default=1.0, help="weight of the self-labelling loss")
     g = p.add_argument_group("method parameters")
     g.add_argument("--pos-conf", type=float, help="UCCC positive threshold (overrides --tolerance)")
     g.add_argument("--tolerance", type=float, help="UCCC tolerant parameter t: pos_conf = 1 - 2t/C")
@@ -92,7 +98,8 @@ def _config_from_args(args: argparse.Namespace):  # noqa: ANN202
     for key in ("method", "dataset", "root", "label_column", "split", "download", "image_size", "augment",
                 "backbone", "num_clusters", "epochs", "minutes", "max_steps", "batch_size", "lr", "weight_decay",
                 "optimizer", "scheduler", "seed", "device", "amp", "channels_last", "threads", "eval_every",
-                "best_metric", "out", "run_id", "sync_bn"):  # fmt: skip
+                "best_metric", "out", "run_id", "sync_bn", "self_label", "self_label_threshold",
+                "self_label_weight"):  # fmt: skip
         value = getattr(args, key)
         default = TrainConfig.__dataclass_fields__[key].default
         if args.config and value == default:

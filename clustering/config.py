@@ -52,6 +52,10 @@ class TrainConfig:
     eval_batch_size: int = 1024
     checkpoint_minutes: float = 5.0
     best_metric: str = "loss"
+    # Self-labelling stage (clustering.self_label): from this fraction of the run on; None = off.
+    self_label: float | None = None
+    self_label_threshold: float = 0.95
+    self_label_weight: float = 1.0
     method_params: dict[str, Any] = field(default_factory=dict)
     out: str = "runs"
     run_id: str | None = None
@@ -120,6 +124,13 @@ class TrainConfig:
             raise ConfigError(f"eval_every must be >= 1, got {self.eval_every}")
         if not isinstance(self.world_size, int) or self.world_size < 1:
             raise ConfigError(f"world_size must be a positive integer, got {self.world_size!r}")
+        if self.self_label is not None:
+            from clustering.self_label import SelfLabelSettings
+
+            try:
+                SelfLabelSettings(self.self_label, self.self_label_threshold, self.self_label_weight).validate()
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         if not isinstance(self.method_params, dict):
             raise ConfigError("method_params must be a JSON object")
 

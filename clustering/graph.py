@@ -93,12 +93,19 @@ def community_assignments(
     if z.shape[0] != y.shape[0]:
         raise ValueError(f"z and y must have the same number of rows, got {z.shape[0]} and {y.shape[0]}")
     a_pos, a_neg = graphs if graphs is not None else normalized_graphs(z, pos_conf, neg_conf)
-    a_pos = a_pos.to(y.dtype)
-    a_neg = a_neg.to(y.dtype)
-    hop = y
-    for _ in range(k - 1):
-        hop = a_pos @ hop
-    return a_pos @ hop, a_neg @ hop
+    hop = propagate(a_pos.to(y.dtype), y, k - 1)
+    return a_pos.to(y.dtype) @ hop, a_neg.to(y.dtype) @ hop
+
+
+def propagate(a_pos: Tensor, y: Tensor, hops: int) -> Tensor:
+    """A_pos~^hops Y: ``y`` (M, C) carried ``hops`` times over the normalised graph (M, M).
+
+    ``propagate(a_pos, y, k)`` is Eq. 5's Y_pos; the studio calls it on a cached graph.
+    """
+    out = y
+    for _ in range(hops):
+        out = a_pos @ out
+    return out
 
 
 def rank_graphs(z: Tensor, pos_fraction: float, neg_fraction: float) -> tuple[Tensor, Tensor]:

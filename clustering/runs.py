@@ -211,25 +211,39 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
     status = read_json(Path(run_dir) / STATUS_FILE)
     if status is None:
         return None
-    if status.get("state") == "running" and not _process_alive(status):
+    if status.get("state") == "running" and not process_alive(status):
         status["state"] = "stale"
     return status
 
 
-def _process_alive(status: dict[str, Any]) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine and is not a zombie.
+
+    The one liveness check of the project: the trainer's status, the studio's launch records and
+    its stop button all ask it. A zombie (a run launched by the studio and not yet reaped) is dead.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    except OSError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): kill(0) is all we know
+
+
+def process_alive(status: dict[str, Any]) -> bool:
+    """Whether the process that wrote ``status`` still runs: its pid is alive (and its heartbeat not
+    long stopped, against pid reuse), or, without a pid, its heartbeat is recent."""
     heartbeat = status.get("heartbeat") or 0.0
     pid = status.get("pid")
     if isinstance(pid, int) and pid > 0:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass
-        except OSError:
-            return False
-        # Same machine and alive: trust it unless the heartbeat stopped long ago (pid reuse).
-        return time.time() - heartbeat < 10 * STALE_AFTER_SECONDS
+        return pid_alive(pid) and time.time() - heartbeat < 10 * STALE_AFTER_SECONDS
     return time.time() - heartbeat < STALE_AFTER_SECONDS
 
 

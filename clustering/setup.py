@@ -81,6 +81,9 @@ def resolve_config(config: TrainConfig, data: DataSet, device_type: str | None =
         raise ConfigError(f"num_clusters must be >= 2, got {cfg.num_clusters}")
     if cfg.backbone is not None and cfg.backbone not in backbone_names():
         raise ConfigError(f"unknown backbone {cfg.backbone!r}; valid: {', '.join(backbone_names())}")
+    if cfg.self_label is not None and data.kind != "image":
+        raise ConfigError("the self-labelling stage needs images (weak and strong views); "
+                          f"data set {cfg.dataset!r} holds vectors")  # fmt: skip
     device_type = device_type or pick_device(cfg.device).type
     profile = DataProfile.of(data, cfg.num_clusters)
     applied: dict[str, Choice] = {}

@@ -93,6 +93,7 @@ class TrainingLoop:
         self.stop = _StopFlag()
         self.start_time = self.last_ckpt_time = time.time()
         self.last_heartbeat = 0.0
+        self.elapsed = 0.0  # seconds since this session's start, agreed over ranks at each step
         self.last_eval: dict[str, Any] = {}
         self.last_eval_step = -1
         self.steps_per_epoch = len(trainer.data) // self.config.batch_size  # drop_last: full batches only
@@ -142,6 +143,20 @@ class TrainingLoop:
             return 2
         return 0
 
+    def progress(self) -> float:
+        """How far the run is, in [0, 1]: the furthest along of its epochs, steps and time budget.
+
+        The time budget counts from this session's start (a resumed run's budget is its own); under
+        DDP every rank takes rank 0's clock, so all ranks enter a stage at the same step.
+        """
+        s, cfg = self.state, self.config
+        done = [(s.epoch + s.batch_in_epoch / max(self.steps_per_epoch, 1)) / cfg.epochs]
+        if cfg.max_steps is not None:
+            done.append(s.step / cfg.max_steps)
+        if cfg.minutes is not None:
+            done.append(self.elapsed / (cfg.minutes * 60))
+        return min(1.0, max(done))
+
     def agreed_halt(self, with_stop: bool) -> tuple[int, bool]:
         """(halt code, last.pt due) with the same answer on every rank.
 
@@ -153,7 +168,9 @@ class TrainingLoop:
         if not code and with_stop and (self.stop.reason or self.writer.stop_requested()):
             code = 1
         due = with_stop and self.is_main and time.time() - self.last_ckpt_time > self.config.checkpoint_minutes * 60
-        code, due_int = distributed.max_ints([code, int(due)])
+        # The clock rides along, so every rank sees the same elapsed time (``progress``).
+        code, due_int, elapsed_ms = distributed.max_ints([code, int(due), int((time.time() - self.start_time) * 1000)])
+        self.elapsed = elapsed_ms / 1000.0
         return code, bool(due_int)
 
     # ------------------------------------------------------------------ the loop
@@ -174,7 +191,7 @@ class TrainingLoop:
                     self.save("last")
                 lo = s.batch_in_epoch * cfg.batch_size
                 try:
-                    parts = self.trainer.step(order[lo : lo + cfg.batch_size])
+                    parts = self.trainer.step(order[lo : lo + cfg.batch_size], self.progress())
                 except NonFiniteLoss as exc:
                     raise FloatingPointError(f"{exc} at step {s.step + 1} (epoch {s.epoch + 1})") from None
                 s.step += 1

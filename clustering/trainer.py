@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from clustering import distributed
 from clustering.checkpoint import capture_rng, restore_rng
@@ -22,6 +22,7 @@ from clustering.config import TrainConfig
 from clustering.data import DataSet
 from clustering.evaluation import embed_all
 from clustering.methods import Batch, EpochContext
+from clustering.self_label import SelfLabelSettings, SelfLabelStep
 from clustering.setup import build_method, build_optimizer, build_scheduler, seed_everything
 from clustering.views import ViewMaker
 
@@ -81,8 +82,12 @@ class Trainer:
         self.channels_last = channels_last_for(config, data, device)
         if self.channels_last:
             self.method.to(memory_format=torch.channels_last)
+        stepper: nn.Module = self.method
+        if config.self_label is not None:
+            stepper = SelfLabelStep(self.method, SelfLabelSettings(config.self_label, config.self_label_threshold,
+                                                                   config.self_label_weight))  # fmt: skip
         # DDP (and SyncBN) around the step when world_size > 1, before the optimizer sees the parameters.
-        self.step_fn: Callable[[Batch], Any] = distributed.wrap(self.method, device, sync_bn=config.sync_bn)
+        self.step_fn: Callable[[Batch], Any] = distributed.wrap(stepper, device, sync_bn=config.sync_bn)
         self.optimizer = build_optimizer(config, self.method.parameters())
         self.scheduler = build_scheduler(config, self.optimizer)
         self.amp_dtype = autocast_dtype(config, device)
@@ -95,8 +100,9 @@ class Trainer:
     def autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
-    def step(self, indices: Tensor) -> dict[str, float]:
-        """One optimiser step on the global batch ``indices`` (data-set positions, (N,)).
+    def step(self, indices: Tensor, progress: float = 0.0) -> dict[str, float]:
+        """One optimiser step on the global batch ``indices`` (data-set positions, (N,)); ``progress``
+        is how far the run is, in [0, 1] (the self-labelling stage starts from it).
 
         Returns the float loss and its named parts. Raises :class:`NonFiniteLoss` (before any
         update) when the loss is NaN or infinite.
@@ -104,7 +110,7 @@ class Trainer:
         idx = distributed.shard(indices)  # this process's contiguous slice of the global batch
         x = self.inputs[idx.to(self.inputs.device)].to(self.device, non_blocking=True)
         batch = Batch(inputs=x, indices=idx.to(self.device), views=self.views, dataset_inputs=self.inputs,
-                      gather=distributed.gather, step=self.steps_done)  # fmt: skip
+                      gather=distributed.gather, step=self.steps_done, progress=progress)  # fmt: skip
         with self.autocast():
             out = self.step_fn(batch)
         loss = out.loss

@@ -12,7 +12,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 # `app` is not an installed package (pyproject installs `clustering` only): import it from the
 # repository, as `streamlit run app/main.py` does.
@@ -363,10 +362,6 @@ def test_fused_assignment_agrees_with_the_trainers_graph() -> None:
     sample = graphstats.build_sample(p["z"], p["probs"], p["label"], np.arange(300))
     for k in (1, 2, 3):
         expected, _ = community_assignments(sample.z, sample.y, 0.258, 0.0, k)
-        from clustering.graph import positive_adjacency, symmetric_normalize
-
-        a_pos = symmetric_normalize(positive_adjacency(sample.sim, 0.258))
-        assert torch.allclose(graphstats.fused_positive(a_pos, sample.y, k), expected, atol=1e-5)
         stats = graphstats.graph_stats(sample, 0.258, k)
         assert (stats.community == expected.argmax(1).numpy()).all()
 
@@ -381,6 +376,18 @@ def test_peer_counts_match_brute_force() -> None:
     assert np.array_equal(stats.peers, brute)
     same = (sample.labels[:, None] == sample.labels[None, :]) & (sim > 0.3) & ~np.eye(256, dtype=bool)
     assert stats.hop_precision[0] == pytest.approx(same.sum() / brute.sum(), abs=1e-6)
+
+
+def test_graph_settings_come_from_the_run_then_uccc_defaults() -> None:
+    from clustering.methods.uccc import UCCCParams
+
+    default = graphstats.GraphSettings.of({})
+    assert (default.tolerance, default.pos_conf, default.khop) == (UCCCParams().tolerance, None, UCCCParams().khop)
+    assert default.threshold(10) == pytest.approx(0.258)
+    run = graphstats.GraphSettings.of({"tolerance": 2.0, "khop": 3, "pos_conf": None, "neg_conf": -0.1})
+    assert (run.threshold(10), run.khop, run.neg_conf) == (pytest.approx(0.6), 3, -0.1)
+    assert graphstats.GraphSettings.of({"pos_conf": 0.42}).threshold(10) == 0.42
+    assert graphstats.GraphSettings.of({"khop": None}).khop == UCCCParams().khop  # a CC run's config
 
 
 def test_resolve_threshold_and_sampling() -> None:

@@ -50,9 +50,9 @@ def test_grayscale_16px_keeps_its_size_and_gets_no_flips_or_colour(folders: dict
     assert "grayscale" in cfg.data_defaults["augment"]["reason"]
 
 
-def test_colour_96px_is_halved_on_a_cpu_and_kept_on_a_gpu(folders: dict[str, Path]) -> None:
+def test_colour_96px_is_reduced_on_a_cpu_and_kept_on_a_gpu(folders: dict[str, Path]) -> None:
     cpu = resolved(folders["colour96"])
-    assert (cpu.image_size, cpu.augment, cpu.backbone) == (32, "natural", "cnn")
+    assert (cpu.image_size, cpu.augment, cpu.backbone) == (24, "natural", "cnn")
     gpu = resolved(folders["colour96"], device="cuda")
     assert (gpu.image_size, gpu.augment, gpu.backbone) == (96, "natural", "resnet18")
     assert "96 px" in gpu.data_defaults["image_size"]["reason"]
@@ -79,7 +79,7 @@ def test_image_size_rule_over_native_sizes() -> None:
     def size(native: int, device: str = "cpu") -> int:
         return choose_image_size(DataProfile("image", 1, native, 1000, 10), device).value
 
-    assert [size(n) for n in (8, 16, 20, 28, 32, 64, 128)] == [16, 16, 20, 20, 20, 32, 32]
+    assert [size(n) for n in (8, 16, 20, 28, 32, 64, 128)] == [16, 16, 20, 20, 20, 24, 24]
     assert [size(n, "cuda") for n in (8, 32, 64, 128)] == [32, 32, 64, 96]
 
 

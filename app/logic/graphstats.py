@@ -20,8 +20,10 @@ from clustering.graph import (
     cosine_similarity_matrix,
     positive_adjacency,
     positive_threshold,
+    propagate,
     symmetric_normalize,
 )
+from clustering.methods.uccc import UCCCParams
 from clustering.metrics import accuracy
 
 DEFAULT_SAMPLE = 2048
@@ -62,6 +64,31 @@ def build_sample(
     )
 
 
+@dataclass(frozen=True)
+class GraphSettings:
+    """A run's community-graph settings, UCCC's own defaults where the run does not name them
+    (a CC or GCC run has none)."""
+
+    tolerance: float
+    pos_conf: float | None
+    khop: int
+    neg_conf: float
+
+    @classmethod
+    def of(cls, method_params: dict | None) -> GraphSettings:
+        mp, default = method_params or {}, UCCCParams()
+
+        def pick(name: str) -> object:
+            return mp.get(name) if mp.get(name) is not None else getattr(default, name)
+
+        pos_conf = pick("pos_conf")
+        return cls(float(pick("tolerance")), None if pos_conf is None else float(pos_conf), int(pick("khop")),
+                   float(pick("neg_conf")))  # fmt: skip
+
+    def threshold(self, num_clusters: int) -> float:
+        return resolve_threshold(num_clusters, self.tolerance, self.pos_conf)
+
+
 def resolve_threshold(
     num_clusters: int, tolerance: float | None = None, pos_conf: float | None = None
 ) -> float:
@@ -74,7 +101,7 @@ def resolve_threshold(
         if not -1.0 < pos_conf < 1.0:
             raise ValueError(f"positive threshold must be in (-1, 1), got {pos_conf}")
         return float(pos_conf)
-    return positive_threshold(int(num_clusters), 4.0 if tolerance is None else float(tolerance))
+    return positive_threshold(int(num_clusters), UCCCParams().tolerance if tolerance is None else float(tolerance))
 
 
 @dataclass
@@ -101,16 +128,6 @@ def positive_mask(sim: torch.Tensor, pos_conf: float) -> torch.Tensor:
     return mask
 
 
-def fused_positive(a_pos: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
-    """Y_pos = A_pos~^k Y, as in clustering.graph.community_assignments (a unit test holds the
-    two equal); taking the normalised graph as input lets the studio reuse the sample's cached
-    similarity matrix instead of recomputing it, and skip the negative graph it does not need."""
-    out = y
-    for _ in range(k):
-        out = a_pos @ out
-    return out
-
-
 def graph_stats(
     sample: GraphSample, pos_conf: float, k: int, neg_conf: float = 0.0, max_anchors: int = 128, seed: int = 0
 ) -> GraphStats:
@@ -127,7 +144,7 @@ def graph_stats(
     anchors = np.arange(n) if n <= max_anchors else np.sort(rng.choice(n, max_anchors, replace=False))
     hop_peers, hop_precision = _hop_statistics(a_pos, anchors, sample.labels, k)
 
-    y_pos = fused_positive(a_pos, sample.y, k)
+    y_pos = propagate(a_pos, sample.y, k)
     community = y_pos.argmax(dim=1).numpy()
     own = sample.y.argmax(dim=1).numpy()
     acc_own = acc_comm = None

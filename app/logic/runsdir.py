@@ -32,6 +32,7 @@ from clustering.runs import (
     PREDICTIONS_FILE,
     RunSummary,
     is_run_dir,
+    pid_alive,
     summarize_run,
 )
 
@@ -210,23 +211,6 @@ def pending_launches(runs_folder: Path) -> list[dict[str, Any]]:
 def dismiss_launch(runs_folder: Path, run_id: str) -> None:
     for suffix in (".json", ".log"):
         (log_dir(runs_folder) / f"{run_id}{suffix}").unlink(missing_ok=True)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    # A zombie child of this studio (it launched the run and has not reaped it) is dead.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def tail(path: Path, lines: int = 30) -> str:

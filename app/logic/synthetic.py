@@ -56,6 +56,37 @@ def fabricate_predictions(
     }
 
 
+def fabricate_metrics(n: int, num_clusters: int, epochs: int, done: int, start: float, labels: bool,
+                      seed: int) -> list[dict[str, Any]]:  # fmt: skip
+    """Plausible ``metrics.jsonl`` rows for epochs 1..done of ``epochs``: losses falling, ACC and
+    confidence rising, and an early near-collapse (every image in one cluster), as real runs show."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for e in range(1, done + 1):
+        frac = e / epochs
+        sizes = np.full(num_clusters, n // num_clusters)
+        if e < 3:
+            sizes = np.zeros(num_clusters, dtype=int)
+            sizes[0] = n
+        row = {
+            "epoch": e,
+            "step": e * 7,
+            "time": start + 60 * e,
+            "elapsed": 60.0 * e,
+            "lr": 3e-4,
+            "loss": 9.5 - 3 * frac + 0.05 * rng.random(),
+            "loss_ins": 5.8 - frac,
+            "loss_clu": 3.7 - 2 * frac,
+            "confidence": 0.1 + 0.85 * frac,
+            "n_nonempty": int((sizes > 0).sum()),
+            "cluster_sizes": sizes.tolist(),
+        }
+        if labels:
+            row.update(acc=0.1 + 0.8 * frac, nmi=0.8 * frac, ari=0.75 * frac, jsd=0.6 * (1 - frac))
+        rows.append(row)
+    return rows
+
+
 def fabricate_run(
     run_dir: Path,
     *,
@@ -106,30 +137,9 @@ def fabricate_run(
         "versions": {},
     }
     writer.write_config(config)
-    rng = np.random.default_rng(seed)
     start = time.time() - 60 * epochs
     done = epochs if state != "running" else max(1, epochs // 2)
-    for e in range(1, done + 1):
-        frac = e / epochs
-        sizes = np.full(num_clusters, n // num_clusters)
-        if e < 3:  # an early near-collapse, as real runs show
-            sizes = np.zeros(num_clusters, dtype=int)
-            sizes[0] = n
-        row = {
-            "epoch": e,
-            "step": e * 7,
-            "time": start + 60 * e,
-            "elapsed": 60.0 * e,
-            "lr": 3e-4,
-            "loss": 9.5 - 3 * frac + 0.05 * rng.random(),
-            "loss_ins": 5.8 - frac,
-            "loss_clu": 3.7 - 2 * frac,
-            "confidence": 0.1 + 0.85 * frac,
-            "n_nonempty": int((sizes > 0).sum()),
-            "cluster_sizes": sizes.tolist(),
-        }
-        if labels:
-            row.update(acc=0.1 + 0.8 * frac, nmi=0.8 * frac, ari=0.75 * frac, jsd=0.6 * (1 - frac))
+    for row in fabricate_metrics(n, num_clusters, epochs, done, start, labels, seed):
         writer.append_metrics(row)
     if torn_metrics:
         with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:

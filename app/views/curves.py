@@ -71,6 +71,20 @@ def charts() -> None:
         statuses[run_id] = read_status(ref.path) or {}
         frames.append(curves.metrics_frame(rows, run_id))
 
+    show_status(statuses)
+    if not any(rows_by_run.values()):
+        st.info("No evaluations logged yet: the first point appears after the first epoch.")
+    else:
+        plot(frames, rows_by_run)
+
+    # The runs ended while we were polling: one full rerun redraws the page without run_every,
+    # which stops the polling.
+    if polling and not live(chosen):
+        st.rerun(scope="app")
+
+
+def show_status(statuses: dict[str, dict]) -> None:
+    """A progress bar per live run; a note for runs still starting and for failed ones."""
     for run_id, status in statuses.items():
         state = status.get("state")
         if state in context.LIVE_STATES:
@@ -87,64 +101,59 @@ def charts() -> None:
         elif state == "failed":
             st.error(f"{run_id} failed: {status.get('error', '')}")
 
-    if not any(rows_by_run.values()):
-        st.info("No evaluations logged yet: the first point appears after the first epoch.")
-    else:
-        parts = sorted(
-            {p for rows in rows_by_run.values() for p in curves.loss_parts(rows)},
-            key=lambda k: (k != "loss", k),
-        )
-        st.plotly_chart(
-            figures.line_chart(curves.long_frame(frames, parts, x_axis), x_axis, "Loss by part"),
-            key="fig_loss",
-        )
-        a, b = st.columns(2)
-        with a:
-            st.plotly_chart(
-                figures.line_chart(
-                    curves.long_frame(frames, ["confidence"], x_axis),
-                    x_axis,
-                    "Confidence (mean max probability)",
-                ),
-                key="fig_conf",
-            )
-        with b:
-            st.plotly_chart(
-                figures.line_chart(
-                    curves.long_frame(frames, ["jsd"], x_axis),
-                    x_axis,
-                    "JSD of cluster sizes vs labels (bits)",
-                ),
-                key="fig_jsd",
-            )
-        a, b = st.columns(2)
-        with a:
-            quality = curves.long_frame(frames, list(curves.QUALITY_KEYS), x_axis)
-            if quality.empty:
-                st.info("No ACC/NMI/ARI: the data set has no labels.")
-            else:
-                st.plotly_chart(figures.line_chart(quality, x_axis, "ACC / NMI / ARI"), key="fig_quality")
-        with b:
-            st.plotly_chart(
-                figures.line_chart(
-                    curves.long_frame(frames, ["n_nonempty"], x_axis), x_axis, "Non-empty clusters"
-                ),
-                key="fig_nonempty",
-            )
-        size_rows = rows_by_run.get(sizes_for, [])
-        x, sizes = curves.sizes_matrix(size_rows)
-        if sizes.size:
-            note = curves.degeneracy_note(size_rows)
-            if note:
-                st.warning(f"Degeneracy: {note}.")
-            st.plotly_chart(
-                figures.sizes_chart(x, sizes, f"Cluster sizes over time: {sizes_for}"), key="fig_sizes"
-            )
 
-    # The runs ended while we were polling: one full rerun redraws the page without run_every,
-    # which stops the polling.
-    if polling and not live(chosen):
-        st.rerun(scope="app")
+def plot(frames: list, rows_by_run: dict[str, list[dict]]) -> None:
+    """Loss parts, confidence, JSD, ACC/NMI/ARI, non-empty clusters and cluster sizes."""
+    parts = sorted(
+        {p for rows in rows_by_run.values() for p in curves.loss_parts(rows)},
+        key=lambda k: (k != "loss", k),
+    )
+    st.plotly_chart(
+        figures.line_chart(curves.long_frame(frames, parts, x_axis), x_axis, "Loss by part"),
+        key="fig_loss",
+    )
+    a, b = st.columns(2)
+    with a:
+        st.plotly_chart(
+            figures.line_chart(
+                curves.long_frame(frames, ["confidence"], x_axis),
+                x_axis,
+                "Confidence (mean max probability)",
+            ),
+            key="fig_conf",
+        )
+    with b:
+        st.plotly_chart(
+            figures.line_chart(
+                curves.long_frame(frames, ["jsd"], x_axis),
+                x_axis,
+                "JSD of cluster sizes vs labels (bits)",
+            ),
+            key="fig_jsd",
+        )
+    a, b = st.columns(2)
+    with a:
+        quality = curves.long_frame(frames, list(curves.QUALITY_KEYS), x_axis)
+        if quality.empty:
+            st.info("No ACC/NMI/ARI: the data set has no labels.")
+        else:
+            st.plotly_chart(figures.line_chart(quality, x_axis, "ACC / NMI / ARI"), key="fig_quality")
+    with b:
+        st.plotly_chart(
+            figures.line_chart(
+                curves.long_frame(frames, ["n_nonempty"], x_axis), x_axis, "Non-empty clusters"
+            ),
+            key="fig_nonempty",
+        )
+    size_rows = rows_by_run.get(sizes_for, [])
+    x, sizes = curves.sizes_matrix(size_rows)
+    if sizes.size:
+        note = curves.degeneracy_note(size_rows)
+        if note:
+            st.warning(f"Degeneracy: {note}.")
+        st.plotly_chart(
+            figures.sizes_chart(x, sizes, f"Cluster sizes over time: {sizes_for}"), key="fig_sizes"
+        )
 
 
 if not chosen:

@@ -106,15 +106,13 @@ with tab_fail:
         )
         export(low, "low-confidence", "fail_low_csv")
         if pred.z is not None and pred.probs is not None:
-            mp = ctx.config.get("method_params") or {}
+            settings = graphstats.GraphSettings.of(ctx.config.get("method_params"))
             try:
-                thr = graphstats.resolve_threshold(
-                    pred.num_clusters, float(mp.get("tolerance") or 4.0), mp.get("pos_conf")
-                )
+                thr = settings.threshold(pred.num_clusters)
             except ValueError as exc:
                 st.warning(f"No community view: {exc}")
                 st.stop()
-            k = int(mp.get("khop") or 2)
+            k = settings.khop
             sample = context.graph_sample(ctx.ref, graphstats.DEFAULT_SAMPLE)
             if sample is None:
                 st.stop()

@@ -27,8 +27,8 @@ view = context.data_view(ctx.config)
 names = context.class_names_for(ctx, view)
 n, num_clusters = len(pred), pred.num_clusters
 mp = ctx.config.get("method_params") or {}
-run_t = float(mp.get("tolerance") or 4.0)
-neg_conf = float(mp.get("neg_conf") or 0.0)
+settings = graphstats.GraphSettings.of(mp)
+run_t, neg_conf = settings.tolerance, settings.neg_conf
 
 
 # ------------------------------------------------------------------ controls
@@ -59,10 +59,10 @@ with c3:
         )
         explicit = None
     else:
-        default_thr = float(mp.get("pos_conf") or graphstats.resolve_threshold(num_clusters, run_t))
+        default_thr = settings.threshold(num_clusters)
         explicit = st.slider("Positive threshold", -0.5, 0.99, round(default_thr, 3), 0.005, key="g_thr")
         t = None
-    k = st.slider("k-hop", 1, 4, int(mp.get("khop") or 2), key="g_k")
+    k = st.slider("k-hop", 1, 4, settings.khop, key="g_k")
 
 try:
     pos_conf = graphstats.resolve_threshold(num_clusters, t, explicit)

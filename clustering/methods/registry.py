@@ -54,6 +54,8 @@ class Batch:
         cluster columns, graphs, entropy) so that [gather(view a); gather(view b)] is the global
         [view a (N); view b (N)]. The identity in a single process.
     step: optimiser steps taken before this batch (for schedules inside a method).
+    progress: how far the run is, in [0, 1]: its time budget, epochs or steps, whichever is
+        furthest along (for stages such as :mod:`clustering.self_label`).
     """
 
     inputs: Tensor
@@ -62,6 +64,7 @@ class Batch:
     dataset_inputs: Tensor | None = None
     gather: Callable[[Tensor], Tensor] = field(default=lambda x: x)
     step: int = 0
+    progress: float = 0.0
 
 
 @dataclass
