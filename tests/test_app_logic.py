@@ -158,10 +158,12 @@ def test_train_command(tmp_path: Path) -> None:
 def test_train_command_is_accepted_by_the_cli_parser(tmp_path: Path) -> None:
     from clustering.cli import build_parser
 
-    req = launch.LaunchRequest(minutes=0.5, batch_size=64, params={"variant": "paper", "tolerance": 3.0})
+    req = launch.LaunchRequest(minutes=0.5, batch_size=64, params={"variant": "paper", "tolerance": 3.0},
+                               self_label=0.6)  # fmt: skip
     cmd, _ = launch.train_command(req, tmp_path)
     args = build_parser().parse_args(cmd[3:])
-    assert args.minutes == 0.5 and args.batch_size == 64 and args.no_progress
+    assert args.minutes == 0.5 and args.batch_size == 64 and args.no_progress and args.self_label == 0.6
+    assert "--self-label" not in launch.train_command(launch.LaunchRequest(), tmp_path)[0]
     assert sorted(args.param) == ["tolerance=3.0", "variant=paper"]
     resume = launch.resume_command(tmp_path / "r", epochs=20)
     args = build_parser().parse_args(resume[3:])

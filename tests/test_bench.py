@@ -79,3 +79,22 @@ def test_degeneracy_table_has_every_variants_epochs(tmp_path: Path, capsys: pyte
     assert all(1 <= int(r["n_nonempty"]) <= 10 and float(r["jsd"]) >= 0.0 for r in rows)
     assert "| epoch | uccc acc |" in (tmp_path / "degeneracy.md").read_text()
     assert "## degeneracy on digits" in capsys.readouterr().out
+
+
+def test_ablation_self_label_group_sets_the_trainer_option(tmp_path: Path) -> None:
+    import json
+
+    code = main(["bench", "ablation", "--dataset", "digits", "--groups", "self-label", "--configs",
+                 "default,self-label from 0.6", "--epochs", "2", "--minutes", "5", "--threads", "1",
+                 "--results", str(tmp_path)])  # fmt: skip
+    assert code == 0
+    with open(tmp_path / "ablation.csv", newline="") as fh:
+        rows = {r["config"]: r for r in csv.DictReader(fh)}
+    assert set(rows) == {"default", "self-label from 0.6"}
+    configs = {label: json.loads((Path(r["run_dir"]) / "config.json").read_text()) for label, r in rows.items()}
+    assert configs["default"]["self_label"] is None and configs["self-label from 0.6"]["self_label"] == 0.6
+    def last_row(label: str) -> dict:
+        return [json.loads(line) for line in (Path(rows[label]["run_dir"]) / "metrics.jsonl").open()][-1]
+
+    # Epoch 2 of 2 is past 0.6 of the run: its loss has the self-labelling part.
+    assert "loss_sl" in last_row("self-label from 0.6") and "loss_sl" not in last_row("default")

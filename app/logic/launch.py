@@ -141,6 +141,7 @@ class LaunchRequest:
     seed: int = 0
     device: str = "auto"
     threads: int | None = 1
+    self_label: float | None = None  # start of the self-labelling stage, a fraction of the run
     params: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None
 
@@ -170,6 +171,8 @@ def train_command(
     cmd += ["--seed", str(int(req.seed)), "--device", req.device]
     if req.threads:
         cmd += ["--threads", str(int(req.threads))]
+    if req.self_label is not None:
+        cmd += ["--self-label", repr(float(req.self_label))]
     for name, value in req.params.items():
         cmd += ["--param", f"{name}={format_param(value)}"]
     # Absolute: the trainer runs with the repository as its working directory.

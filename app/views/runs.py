@@ -194,12 +194,16 @@ with st.form("launch_form"):
     budget = c1.radio("Budget", ["epochs", "minutes"], horizontal=True)
     amount = c2.number_input("Epochs or minutes", min_value=1.0, value=30.0, step=5.0)
     device = c3.selectbox("Device", ["auto", "cpu", "cuda"])
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4, c5 = st.columns(5)
     batch = c1.number_input("Batch size (0 = from the method and data)", min_value=0, value=0, step=32)
     lr = c2.number_input("Learning rate (0 = default)", min_value=0.0, value=0.0, step=1e-4, format="%.5f")
     seed = c3.number_input("Seed", min_value=0, value=0, step=1)
     threads = c4.number_input(
         "CPU threads", min_value=1, value=1, step=1, help="torch threads; the studio needs a core too"
+    )
+    self_label = c5.number_input(
+        "Self-label from (0 = off)", min_value=0.0, max_value=0.95, value=0.0, step=0.05,
+        help="fraction of the run after which confident images label their strong views (image data only)",
     )
     st.markdown(f"**{method} parameters** (registered defaults)")
     overrides = backbone_overrides(method_cls)
@@ -277,6 +281,7 @@ if submitted:
             seed=int(seed),
             device=device,
             threads=int(threads),
+            self_label=float(self_label) or None,
             params=params,
         )
         run_id, pid = launch.launch(req, folder)

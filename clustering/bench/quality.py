@@ -54,6 +54,13 @@ ABLATION_GROUPS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "logit-norm": [("logit_norm off", {"logit_norm": False}), ("logit_norm on", {"logit_norm": True}),
                    ("logit_norm affine", {"logit_norm": True, "logit_norm_affine": True})],
     "strong-view": [("default", {}), ("strong view", {"strong_view": True})],
+    # Trainer options (TrainConfig fields) rather than UCCC parameters: see TRAIN_OPTIONS.
+    "self-label": [("default", {}), ("self-label from 0.6", {}), ("self-label from 0.8", {})],
+}
+#: Ablation labels that set trainer options (``TrainConfig`` fields) besides UCCC's parameters.
+TRAIN_OPTIONS: dict[str, dict[str, Any]] = {
+    "self-label from 0.6": {"self_label": 0.6},
+    "self-label from 0.8": {"self_label": 0.8},
 }
 
 
@@ -74,13 +81,14 @@ def cmd_ablation(args: argparse.Namespace) -> int:
         for label, params in ABLATION_GROUPS[group]:
             if args.configs and label not in args.configs.split(","):
                 continue
-            key = tuple(sorted(vars(resolve_params(get_method("uccc"), params)).items()))
+            resolved = vars(resolve_params(get_method("uccc"), params))
+            key = (tuple(sorted(resolved.items())), tuple(sorted(TRAIN_OPTIONS.get(label, {}).items())))
             if key in seen:
                 continue
             seen.add(key)
             configs.append((label, params))
-    jobs = [Job(name, "uccc", seed, label, params, {}) for name in datasets for label, params in configs
-            for seed in range(args.seeds)]  # fmt: skip
+    jobs = [Job(name, "uccc", seed, label, params, TRAIN_OPTIONS.get(label, {})) for name in datasets
+            for label, params in configs for seed in range(args.seeds)]  # fmt: skip
     rows = run_jobs(jobs, args, loaded.__getitem__, print_row)
     write_tables(rows, Path(args.results), args.name or "ablation")
     return 0
