@@ -218,6 +218,16 @@ def test_from_arrays_derives_and_reports_missing() -> None:
     assert from_arrays({}) is None
     short = from_arrays({**arrays, "z": arrays["z"][:10]})
     assert short is not None and short.z is None and "z" in short.missing
+    assert pred.mapping == {}  # no labels, no mapping
+
+
+def test_predictions_mapping_is_the_hungarian_one_and_computed_once() -> None:
+    arrays = fabricate_predictions(300, num_clusters=6, seed=4)
+    pred = from_arrays(arrays)
+    assert pred is not None and pred.mapping == hungarian_mapping(pred.label, pred.cluster)
+    assert pred.mapping is pred.mapping  # cached on the object the studio caches per file
+    conf = confusion.aligned_confusion(pred.label, pred.cluster, pred.num_clusters, pred.mapping)
+    assert conf.mapping is pred.mapping
 
 
 # ------------------------------------------------------------------------------ curves
@@ -598,3 +608,21 @@ def test_load_data_view_of_vectors_passes_the_trainers_options(tmp_path: Path) -
     np.save(path, np.zeros((30, 4), np.float32))
     view = images.load_data_view("vectors", str(path), "both", None, num_clusters=3)
     assert view.kind == "vector" and not view.has_images and "vectors, not images" in view.problem
+
+
+def test_graph_launch_trains_the_runs_method_only_when_it_has_the_graph_parameters() -> None:
+    assert launch.graph_method("uccc") == "uccc"
+    assert launch.graph_method("cc") == "uccc"  # CC has no community graph
+    assert launch.graph_method("no-such-method") == "uccc" and launch.graph_method(None) == "uccc"
+
+
+def test_pages_import_only_the_studio_logic_and_the_run_directory_reader() -> None:
+    import ast
+
+    allowed = ("app.logic", "app.ui", "clustering.runs")
+    for page in (Path(__file__).parents[1] / "app" / "views").glob("*.py"):
+        for node in ast.walk(ast.parse(page.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("app", "clustering"):
+                assert node.module.startswith(allowed), f"{page.name} imports {node.module}"
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith("clustering") for a in node.names), page.name

@@ -37,16 +37,19 @@ class Confusion:
         return np.divide(self.counts, sums, out=np.zeros(self.counts.shape, dtype=float), where=sums > 0)
 
 
-def aligned_confusion(labels: np.ndarray, clusters: np.ndarray, num_clusters: int) -> Confusion:
+def aligned_confusion(labels: np.ndarray, clusters: np.ndarray, num_clusters: int,
+                      mapping: dict[int, int] | None = None) -> Confusion:  # fmt: skip
     """Cluster x class counts with rows reordered so each mapped cluster sits on the diagonal of
-    its class; unmapped (surplus or empty) clusters follow, largest first."""
+    its class; unmapped (surplus or empty) clusters follow, largest first. ``mapping`` is the
+    Hungarian mapping when already known (``Predictions.mapping``); computed here otherwise."""
     labels = np.asarray(labels).astype(np.int64)
     clusters = np.asarray(clusters).astype(np.int64)
     classes = np.unique(labels)
     n_rows = max(int(num_clusters), int(clusters.max()) + 1 if clusters.size else 0)
     full = np.zeros((n_rows, len(classes)), dtype=np.int64)
     np.add.at(full, (clusters, np.searchsorted(classes, labels)), 1)
-    mapping = hungarian_mapping(labels, clusters) if labels.size else {}
+    if mapping is None:
+        mapping = hungarian_mapping(labels, clusters) if labels.size else {}
     col_of = {int(c): i for i, c in enumerate(classes)}
     mapped = sorted(mapping, key=lambda c: col_of[mapping[c]])
     rest = sorted(set(range(n_rows)) - set(mapped), key=lambda c: (-full[c].sum(), c))

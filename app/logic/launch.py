@@ -24,7 +24,25 @@ from pathlib import Path
 from typing import Any
 
 from app.logic.runsdir import REPO_ROOT, log_path, record_launch
+from clustering.augment import PRESETS
+from clustering.data import get_source, source_names
+from clustering.errors import UserError
+from clustering.methods import backbone_overrides, get_method, method_names
 from clustering.runs import new_run_id, request_stop
+
+# What the launch form offers, re-exported so the pages import the studio's logic layer only.
+__all__ = ["UserError", "backbone_overrides", "get_method", "get_source", "method_names", "source_names"]
+AUGMENT_PRESETS = tuple(sorted(PRESETS))
+
+
+def graph_method(run_method: str | None) -> str:
+    """The method a community-graph launch trains: the run's own when it has UCCC's graph
+    parameters (``khop``, ``pos_conf``), else UCCC."""
+    if run_method in method_names():
+        fields = {f.name for f in dataclasses.fields(get_method(run_method).Params)}
+        if {"khop", "pos_conf"} <= fields:
+            return str(run_method)
+    return "uccc"
 
 
 @dataclass(frozen=True)

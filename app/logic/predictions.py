@@ -9,8 +9,11 @@ can (cluster and confidence from probs) and reports what it cannot instead of ra
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
+
+from clustering.metrics import hungarian_mapping
 
 
 @dataclass
@@ -31,6 +34,12 @@ class Predictions:
     @property
     def has_labels(self) -> bool:
         return self.label is not None
+
+    @cached_property
+    def mapping(self) -> dict[int, int]:
+        """Cluster -> class by the Hungarian assignment (the trainer's ACC), computed once per
+        predictions file (the studio caches this object per file) and shared by every page."""
+        return hungarian_mapping(self.label, self.cluster) if self.label is not None and len(self) else {}
 
     def features(self, source: str) -> np.ndarray | None:
         """``z``, ``h`` or ``probs`` as float32 (None when the run did not save it)."""

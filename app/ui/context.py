@@ -205,6 +205,19 @@ def run_context(require_predictions: bool = True) -> RunContext | None:
     return RunContext(ref, config, status, pred)
 
 
+def page(title: str, needs_run: bool = True) -> RunContext | None:
+    """Every page's opening: its title, a message left by the previous page, and (``needs_run``)
+    the selected run with its predictions, or a message and ``st.stop()`` when there is none."""
+    st.title(title)
+    show_flash()
+    if not needs_run:
+        return None
+    ctx = run_context()
+    if ctx is None:
+        st.stop()
+    return ctx
+
+
 STATE_COLORS = {
     "running": "blue",
     "created": "blue",

@@ -8,10 +8,7 @@ import streamlit as st
 from app.logic import confusion, figures, selection
 from app.ui import context, widgets
 
-st.title("Confusion matrix")
-ctx = context.run_context()
-if ctx is None:
-    st.stop()
+ctx = context.page("Confusion matrix")
 pred = ctx.pred
 view = context.data_view(ctx.config)
 names = context.class_names_for(ctx, view)
@@ -21,7 +18,7 @@ if not pred.has_labels:
     st.dataframe(confusion.sizes_table(pred.cluster, pred.confidence, pred.num_clusters), hide_index=True)
     st.stop()
 
-conf = confusion.aligned_confusion(pred.label, pred.cluster, pred.num_clusters)
+conf = confusion.aligned_confusion(pred.label, pred.cluster, pred.num_clusters, pred.mapping)
 col_labels = [confusion.class_name(names, int(c)) for c in conf.col_classes]
 row_labels = [
     f"c{c} → {confusion.class_name(names, conf.mapping[int(c)])}"

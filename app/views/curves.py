@@ -13,8 +13,7 @@ from clustering.runs import read_status
 
 POLL_SECONDS = 2.0
 
-st.title("Training curves")
-context.show_flash()
+context.page("Training curves", needs_run=False)
 refs = context.all_runs()
 by_id = {r.run_id: r for r in refs}
 selected = context.selected_run()

@@ -13,16 +13,12 @@ from app.logic.confusion import class_name
 from app.logic.failures import mapped_labels
 from app.logic.runsdir import cache_dir
 from app.ui import context, widgets
-from clustering.metrics import hungarian_mapping
 from clustering.runs import PREDICTIONS_FILE
 
 AUTO_COMPUTE_MAX = 2500  # small projections start by themselves; larger ones wait for a click
 SOURCE_NAMES = {"z": "instance embeddings z", "h": "backbone features h", "probs": "cluster probabilities"}
 
-st.title("Embedding map")
-ctx = context.run_context()
-if ctx is None:
-    st.stop()
+ctx = context.page("Embedding map")
 pred = ctx.pred
 view = context.data_view(ctx.config)
 names = context.class_names_for(ctx, view)
@@ -109,7 +105,7 @@ if cached is None:
         st.stop()
 positions, coords = cached
 
-mapping = hungarian_mapping(pred.label, pred.cluster) if pred.has_labels else {}
+mapping = pred.mapping
 cl = pred.cluster[positions]
 info = figures.point_info(positions, pred.index, pred.cluster, pred.confidence, pred.label)
 if pred.has_labels:

@@ -8,20 +8,16 @@ import streamlit as st
 from app.logic import failures, graphstats, selection
 from app.logic.confusion import class_name
 from app.ui import context, widgets
-from clustering.metrics import hungarian_mapping
 
 PAGE = 64
 
-st.title("Galleries & failure cases")
-ctx = context.run_context()
-if ctx is None:
-    st.stop()
+ctx = context.page("Galleries & failure cases")
 pred = ctx.pred
 view = context.data_view(ctx.config)
 names = context.class_names_for(ctx, view)
 if not view.has_images:
     st.info(f"No thumbnails: {view.problem}. Tables and exports below still work.")
-mapping = hungarian_mapping(pred.label, pred.cluster) if pred.has_labels else {}
+mapping = pred.mapping
 lo, hi = st.slider("Confidence range", 0.0, 1.0, (0.0, 1.0), 0.01, key="gal_conf")
 
 

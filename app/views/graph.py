@@ -11,12 +11,8 @@ import streamlit as st
 from app.logic import figures, graphstats, launch
 from app.logic.confusion import class_name
 from app.ui import context, widgets
-from clustering.methods import get_method, method_names
 
-st.title("Community graph")
-ctx = context.run_context()
-if ctx is None:
-    st.stop()
+ctx = context.page("Community graph")
 pred = ctx.pred
 if pred.z is None or pred.probs is None:
     st.warning(
@@ -174,10 +170,7 @@ if not view.has_images:
 # ------------------------------------------------------------------ try it for real
 st.subheader("Train with these settings")
 run_method = ctx.config.get("method") or "uccc"
-fields = (
-    {s.name for s in launch.param_specs(get_method(run_method))} if run_method in method_names() else set()
-)
-target = run_method if {"khop", "pos_conf"} <= fields else "uccc"
+target = launch.graph_method(run_method)
 c1, c2 = st.columns([1, 3])
 run_epochs = int(ctx.config.get("epochs") or 0)  # a --minutes run records a huge epoch cap
 epochs = int(

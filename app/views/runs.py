@@ -6,17 +6,12 @@ import streamlit as st
 
 from app.logic import launch, runsdir
 from app.ui import context
-from clustering.augment import PRESETS
-from clustering.data import get_source, source_names
-from clustering.errors import UserError
-from clustering.methods import backbone_overrides, get_method, method_names
 from clustering.runs import delete_run, read_config, read_status
 
 QUICK_EPOCHS = 60  # about two minutes on one CPU thread: long enough to watch the curves grow
 
 folder = context.runs_folder()
-st.title("Runs")
-context.show_flash()
+context.page("Runs", needs_run=False)
 st.caption(
     f"Runs folder: `{folder}`" + ("" if folder.is_dir() else " (does not exist yet; created on launch)")
 )
@@ -158,12 +153,12 @@ def data_defaults_rows(method: str, dataset: str, root: str | None) -> list[dict
 
 def show_data_defaults(method: str, dataset: str, root: str | None) -> None:
     """What the trainer will choose from the data where the form below is left at 'auto'."""
-    if get_source(dataset).needs_root and not root:
+    if launch.get_source(dataset).needs_root and not root:
         st.caption(f"Data set {dataset!r} needs a data root; its defaults are shown once it has one.")
         return
     try:
         rows = data_defaults_rows(method, dataset, root)
-    except UserError as exc:
+    except launch.UserError as exc:
         st.warning(f"Cannot read this data set: {exc}")
         return
     st.caption("Chosen from the data where the form leaves them on auto (each one is a field below):")
@@ -171,15 +166,15 @@ def show_data_defaults(method: str, dataset: str, root: str | None) -> None:
 
 
 st.subheader("Launch a run")
-methods = method_names()
+methods = launch.method_names()
 method = st.selectbox(
     "Method", methods, index=methods.index("uccc") if "uccc" in methods else 0, key="launch_method"
 )
-method_cls = get_method(method)
+method_cls = launch.get_method(method)
 st.caption(method_cls.description)
 specs = launch.param_specs(method_cls)
 c1, c2 = st.columns(2)
-sources = source_names()
+sources = launch.source_names()
 dataset = c1.selectbox("Data set", sources, index=sources.index("digits") if "digits" in sources else 0,
                        key="launch_dataset")  # fmt: skip
 root = c2.text_input("Data root", help="folder (or file) holding the data set; embedded sets need none",
@@ -189,7 +184,7 @@ with st.form("launch_form"):
     c1, c2, c3 = st.columns(3)
     backbone = c1.selectbox("Backbone", ["auto", "cnn", "resnet18", "resnet34", "mlp"])
     image_size = c2.number_input("Image size in px (0 = from the data)", min_value=0, value=0, step=4)
-    augment = c3.selectbox("Augmentation", ["auto", *sorted(PRESETS)], help="auto: from the data's channels")
+    augment = c3.selectbox("Augmentation", ["auto", *launch.AUGMENT_PRESETS], help="auto: from the data's channels")
     c1, c2, c3 = st.columns(3)
     budget = c1.radio("Budget", ["epochs", "minutes"], horizontal=True)
     amount = c2.number_input("Epochs or minutes", min_value=1.0, value=30.0, step=5.0)
@@ -206,7 +201,7 @@ with st.form("launch_form"):
         help="fraction of the run after which confident images label their strong views (image data only)",
     )
     st.markdown(f"**{method} parameters** (registered defaults)")
-    overrides = backbone_overrides(method_cls)
+    overrides = launch.backbone_overrides(method_cls)
     for name, shown in overrides.items():
         st.caption(f"On the {name} backbone these replace the registered defaults (a field left at its registered "
                    "default keeps them): " + ", ".join(f"{k}={v}" for k, v in shown.items()))
@@ -253,7 +248,7 @@ with st.form("launch_form"):
 
 if submitted:
     problems = []
-    if get_source(dataset).needs_root and not root.strip():
+    if launch.get_source(dataset).needs_root and not root.strip():
         problems.append(f"data set {dataset!r} needs a data root")
     params = launch.changed_params(specs, values, as_shown=as_shown)
     for spec in specs:  # text fields of optional numbers: check before a process is spent on it
