@@ -111,25 +111,11 @@ def plot(frames: list, rows_by_run: dict[str, list[dict]]) -> None:
         figures.line_chart(curves.long_frame(frames, parts, x_axis), x_axis, "Loss by part"),
         key="fig_loss",
     )
-    a, b = st.columns(2)
-    with a:
-        st.plotly_chart(
-            figures.line_chart(
-                curves.long_frame(frames, ["confidence"], x_axis),
-                x_axis,
-                "Confidence (mean max probability)",
-            ),
-            key="fig_conf",
-        )
-    with b:
-        st.plotly_chart(
-            figures.line_chart(
-                curves.long_frame(frames, ["jsd"], x_axis),
-                x_axis,
-                "JSD of cluster sizes vs labels (bits)",
-            ),
-            key="fig_jsd",
-        )
+    single = [("confidence", "Confidence (mean max probability)", "fig_conf"),
+              ("jsd", "JSD of cluster sizes vs labels (bits)", "fig_jsd")]  # fmt: skip
+    for column, (key, title, chart_key) in zip(st.columns(2), single, strict=True):
+        with column:
+            st.plotly_chart(figures.line_chart(curves.long_frame(frames, [key], x_axis), x_axis, title), key=chart_key)
     a, b = st.columns(2)
     with a:
         quality = curves.long_frame(frames, list(curves.QUALITY_KEYS), x_axis)
