@@ -100,11 +100,9 @@ def _config_from_args(args: argparse.Namespace):  # noqa: ANN202
                 "optimizer", "scheduler", "seed", "device", "amp", "channels_last", "threads", "eval_every",
                 "best_metric", "out", "run_id", "sync_bn", "self_label", "self_label_threshold",
                 "self_label_weight"):  # fmt: skip
-        value = getattr(args, key)
-        default = TrainConfig.__dataclass_fields__[key].default
-        if args.config and value == default:
-            continue  # keep the config file's value unless the flag was changed
-        setattr(base, key, value)
+        if args.config and key not in getattr(args, "explicit", set()):
+            continue  # keep the config file's value unless the flag was given (at any value)
+        setattr(base, key, getattr(args, key))
     base.method_params = {**base.method_params, **_method_params(args)}
     return base
 
@@ -196,9 +194,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def given_train_flags(argv: list[str]) -> set[str]:
+    """The ``train`` options named on the command line (``argv`` after ``train``), whatever their
+    values: an option given at its default must still override ``--config``."""
+    probe = argparse.ArgumentParser(add_help=False)
+    _add_train_args(probe)
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+    known, _ = probe.parse_known_args(argv)
+    return set(vars(known))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    if args.command == "train":
+        args.explicit = given_train_flags(argv[argv.index("train") + 1 :])
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

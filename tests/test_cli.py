@@ -118,3 +118,22 @@ def test_end_to_end_train_then_eval_on_another_split(tmp_path: Path) -> None:
     metrics = json.loads(evaluated.stdout)
     assert metrics["num_samples"] == 297 and metrics["split"] == "test"
     assert 0.0 <= metrics["acc"] <= 1.0 and 0.0 <= metrics["jsd"] <= 1.0
+
+
+def test_flags_given_at_their_default_still_override_the_config_file(tmp_path: Path) -> None:
+    from clustering.cli import _config_from_args, build_parser, given_train_flags
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"method": "uccc", "dataset": "digits", "seed": 5, "amp": "off", "eval_every": 3}))
+
+    def resolved(*flags: str):  # noqa: ANN202
+        argv = ["train", "--config", str(path), *flags]
+        args = build_parser().parse_args(argv)
+        args.explicit = given_train_flags(argv[1:])
+        return _config_from_args(args)
+
+    kept = resolved()
+    assert (kept.seed, kept.amp, kept.eval_every) == (5, "off", 3)  # the file's values
+    given = resolved("--seed", "0", "--amp=auto", "--eval-every", "1")  # each at the flag's own default
+    assert (given.seed, given.amp, given.eval_every) == (0, "auto", 1)
+    assert given_train_flags(["--seed", "0", "--no-progress"]) == {"seed", "no_progress"}
