@@ -53,7 +53,7 @@ ABLATION_GROUPS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     # The fix for the slow start and the collapse at 20-40 clusters (README, "UCCC at 10, 20 and 40 clusters").
     "logit-norm": [("logit_norm off", {"logit_norm": False}), ("logit_norm on", {"logit_norm": True}),
                    ("logit_norm affine", {"logit_norm": True, "logit_norm_affine": True})],
-    "strong-view": [("default", {}), ("strong view", {"strong_view": True})],
+    "strong-view": [("two weak views (paper)", {"strong_view": False}), ("strong view", {"strong_view": True})],
     # Trainer options (TrainConfig fields) rather than UCCC parameters: see TRAIN_OPTIONS.
     "self-label": [("default", {}), ("self-label from 0.6", {}), ("self-label from 0.8", {})],
 }

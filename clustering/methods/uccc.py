@@ -47,7 +47,11 @@ class UCCCParams:
     warmup_steps: optimiser steps with the instance loss alone before the cluster loss joins.
     strong_view: add SACC's third view (weak, then RandAugment with ``ra_n`` ops of magnitude up
         to ``ra_m``): instance loss ins(w1, w2) + ins(w2, s) as in SACC, community graphs over all
-        3N views, and Eq. 6 averaged over the view pairs (w1, w2), (w1, s), (w2, s).
+        3N views, and Eq. 6 averaged over the view pairs (w1, w2), (w1, s), (w2, s). Not in the
+        paper; on by default: in 5-minute CPU runs it was ahead or level on every set of the
+        development suite (MNIST-test 0.961 against 0.913, digits-rot20 0.971 against 0.949, 40
+        two-digit classes 0.762 against 0.642-0.698; README, "the development suite"), though a
+        step costs 1.5x. ``strong_view=false`` is the paper's two weak views.
     """
 
     variant: Literal["cosine", "paper"] = "cosine"
@@ -64,7 +68,7 @@ class UCCCParams:
     neg_fraction: float = 0.5
     center: bool = False
     warmup_steps: int = 0
-    strong_view: bool = False
+    strong_view: bool = True
     ra_n: int = 5
     ra_m: int = 10
 
