@@ -91,7 +91,7 @@ def _method_params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
-def _config_from_args(args: argparse.Namespace):  # noqa: ANN202
+def config_from_args(args: argparse.Namespace):  # noqa: ANN202
     from clustering.config import TrainConfig
 
     base = TrainConfig.load(Path(args.config)) if args.config else TrainConfig()
@@ -115,7 +115,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides = {k: getattr(args, k) for k in ("epochs", "minutes", "max_steps") if getattr(args, k) is not None}
         result = train(resume=args.resume, overrides=overrides, progress=progress)
     else:
-        result = train(_config_from_args(args), progress=progress)
+        result = train(config_from_args(args), progress=progress)
     if result.rank != 0:  # under torchrun every process trains; rank 0 reports
         return 0
     m = result.metrics

@@ -121,7 +121,7 @@ def test_end_to_end_train_then_eval_on_another_split(tmp_path: Path) -> None:
 
 
 def test_flags_given_at_their_default_still_override_the_config_file(tmp_path: Path) -> None:
-    from clustering.cli import _config_from_args, build_parser, given_train_flags
+    from clustering.cli import build_parser, config_from_args, given_train_flags
 
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"method": "uccc", "dataset": "digits", "seed": 5, "amp": "off", "eval_every": 3}))
@@ -130,7 +130,7 @@ def test_flags_given_at_their_default_still_override_the_config_file(tmp_path: P
         argv = ["train", "--config", str(path), *flags]
         args = build_parser().parse_args(argv)
         args.explicit = given_train_flags(argv[1:])
-        return _config_from_args(args)
+        return config_from_args(args)
 
     kept = resolved()
     assert (kept.seed, kept.amp, kept.eval_every) == (5, "off", 3)  # the file's values

@@ -426,3 +426,14 @@ def test_graph_methods_resume_with_their_graph(name: str, digits: DataSet, tmp_p
     if name == "lnscc":  # built once from the inputs, carried by the checkpoint
         torch.testing.assert_close(after["model"][table], ckpt["model"][table])
         assert int(after["model"]["steps"]) == 9
+
+
+def test_gather_views_gathers_each_view_on_its_own() -> None:
+    # Two "processes": this one's rows, then the other's (+100); views must not interleave.
+    batch = Batch(inputs=torch.zeros(2, 1), indices=torch.arange(2), views=None,
+                  gather=lambda x: torch.cat([x, x + 100]))  # fmt: skip
+    stacked = torch.arange(6.0)[:, None]  # [view 0: 0, 1; view 1: 2, 3; view 2: 4, 5]
+    views = batch.gather_views(stacked, 3)
+    assert [v.flatten().tolist() for v in views] == [[0, 1, 100, 101], [2, 3, 102, 103], [4, 5, 104, 105]]
+    with pytest.raises(ValueError, match="do not split into 4 views"):
+        batch.gather_views(stacked, 4)

@@ -52,14 +52,12 @@ class CC(ClusterMethod):
 
     def training_step(self, batch: Batch) -> StepOutput:
         p = self.params
-        n = batch.inputs.shape[0]
         views = torch.cat([batch.views.weak(batch.inputs), batch.views.weak(batch.inputs)])
         out = self.model(views)
         # Under DDP the negatives, the probability columns and the entropy span the global batch:
         # gather each view separately (rows stay in sample order); the identity in one process.
-        g = batch.gather
-        p_a, p_b = g(out.probs[:n]), g(out.probs[n:])
-        loss_ins = nt_xent(g(out.z[:n]), g(out.z[n:]), p.instance_temperature)
+        p_a, p_b = batch.gather_views(out.probs, 2)
+        loss_ins = nt_xent(*batch.gather_views(out.z, 2), p.instance_temperature)
         loss_clu = cc_cluster_loss(p_a, p_b, p.cluster_temperature, entropy=p.entropy)
         with torch.no_grad():  # logged whether or not it is optimised: shows a collapse coming
             balance = balance_loss(p_a) + balance_loss(p_b)

@@ -226,7 +226,6 @@ class GCC(ClusterMethod):
             if batch.dataset_inputs is None:
                 raise ConfigError("GCC needs Batch.dataset_inputs (the trainer fills it)")
             self.update_graph(self.embed_all(batch.dataset_inputs))
-        n = x.shape[0]
         generator = getattr(views, "generator", None)
         nbr = self.random_neighbors(batch.indices, generator)
         x_nbr = fetch(batch.dataset_inputs, nbr, x, self.name)
@@ -235,10 +234,10 @@ class GCC(ClusterMethod):
         out = self.model(torch.cat([views.weak(x) for _ in blocks[:-1]] + [views.weak(x_nbr)]))
         # Under DDP the graph terms span the global batch: gather each block (and its sample ids)
         # separately, keeping the single-process block order; the identity in one process.
-        g = batch.gather
-        samples = torch.cat([g(ids) for ids in blocks])
-        z = torch.cat([g(out.z[k * n : (k + 1) * n]) for k in range(len(blocks))])
-        q, q_nbr = g(out.probs[:n]), g(out.probs[-n:])
+        samples = torch.cat(batch.gather_views(torch.cat(blocks), len(blocks)))
+        z = torch.cat(batch.gather_views(out.z, len(blocks)))
+        probs = batch.gather_views(out.probs, len(blocks))
+        q, q_nbr = probs[0], probs[-1]
         weights = batch_weights(samples, self.neighbors, self.degree).to(z.device)
         loss_rgc = graph_contrastive_loss(z, weights, p.rgc_temperature)
         loss_agc = assignment_contrastive_loss(q, q_nbr, p.agc_temperature, cosine=p.agc_cosine)

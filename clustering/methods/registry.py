@@ -16,10 +16,11 @@ may replace some of them, and Params defaults under its ``"params"`` key, for on
 (``setup.backbone_defaults``): the papers tune for ResNets, the CPU runs use a small CNN.
 Methods subclass :class:`ClusterMethod`, which holds no behaviour beyond a no-op epoch hook.
 
-Multi-process (DDP) training: a batch-level loss must see the global batch, so methods pass each
-view's rows through ``batch.gather`` first; buffers a step updates (memory banks) must be updated
-from gathered rows so every process keeps the same copy. A method whose step leaves parameters
-without gradient sets the class attribute ``ddp_find_unused_parameters = True``.
+Multi-process (DDP) training: a batch-level loss must see the global batch, so methods pass their
+stacked views through ``batch.gather_views`` (each view gathered on its own) first; buffers a
+step updates (memory banks) must be updated from gathered rows so every process keeps the same
+copy. A method whose step leaves parameters without gradient sets the class attribute
+``ddp_find_unused_parameters = True``.
 """
 
 from __future__ import annotations
@@ -65,6 +66,18 @@ class Batch:
     gather: Callable[[Tensor], Tensor] = field(default=lambda x: x)
     step: int = 0
     progress: float = 0.0
+
+    def gather_views(self, rows: Tensor, views: int) -> list[Tensor]:
+        """``rows`` of this process's views stacked as [view 1 (n); view 2 (n); ...] -> each view
+        over the global batch, in rank order: the one place a method's step owns the DDP gather.
+
+        Gathering the whole stack at once would interleave the processes' views; each view is
+        gathered on its own so that view v of sample i keeps row i of block v everywhere.
+        """
+        if rows.shape[0] % views:
+            raise ValueError(f"{rows.shape[0]} rows do not split into {views} views")
+        n = rows.shape[0] // views
+        return [self.gather(rows[v * n : (v + 1) * n]) for v in range(views)]
 
 
 @dataclass

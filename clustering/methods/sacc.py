@@ -69,14 +69,12 @@ class SACC(ClusterMethod):
     def training_step(self, batch: Batch) -> StepOutput:
         p = self.params
         x, views = batch.inputs, batch.views
-        n = x.shape[0]
         strong = views.strong(x, n=p.ra_n, m=p.ra_m)
         out = self.model(torch.cat([views.weak(x), views.weak(x), strong]))
         # Under DDP every pair's negatives and columns span the global batch: gather each view
         # separately (rows stay in sample order); the identity in one process.
-        g = batch.gather
-        z1, z2, zs = g(out.z[:n]), g(out.z[n : 2 * n]), g(out.z[2 * n :])
-        p1, p2, ps = g(out.probs[:n]), g(out.probs[n : 2 * n]), g(out.probs[2 * n :])
+        z1, z2, zs = batch.gather_views(out.z, 3)
+        p1, p2, ps = batch.gather_views(out.probs, 3)
         t_i, t_c = p.instance_temperature, p.cluster_temperature
         loss_ins = nt_xent(z1, z2, t_i) + nt_xent(z2, zs, t_i)
         loss_clu = (

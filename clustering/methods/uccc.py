@@ -113,16 +113,15 @@ class UCCC(ClusterMethod):
 
     def training_step(self, batch: Batch) -> StepOutput:
         p = self.params
-        x, n = batch.inputs, batch.inputs.shape[0]
+        x = batch.inputs
         inputs = [batch.views.weak(x), batch.views.weak(x)]
         if p.strong_view:
             inputs.append(batch.views.strong(x, n=p.ra_n, m=p.ra_m))
         out = self.model(torch.cat(inputs))
         # Under DDP the negatives and the community graphs span the global batch: gather each view
         # separately so the rows stay [view 1 (N); view 2 (N); ...] (the identity in one process).
-        g, blocks = batch.gather, range(len(inputs))
-        z = [g(out.z[v * n : (v + 1) * n]) for v in blocks]
-        probs = [g(out.probs[v * n : (v + 1) * n]) for v in blocks]
+        z = batch.gather_views(out.z, len(inputs))
+        probs = batch.gather_views(out.probs, len(inputs))
         loss_ins = nt_xent(z[0], z[1], p.instance_temperature)
         if p.strong_view:
             loss_ins = loss_ins + nt_xent(z[1], z[2], p.instance_temperature)
