@@ -147,7 +147,8 @@ class TrainingLoop:
         """How far the run is, in [0, 1]: the furthest along of its epochs, steps and time budget.
 
         The time budget counts from this session's start (a resumed run's budget is its own); under
-        DDP every rank takes rank 0's clock, so all ranks enter a stage at the same step.
+        DDP every rank takes the latest clock of all ranks (``agreed_halt``), so all ranks enter a
+        stage at the same step.
         """
         s, cfg = self.state, self.config
         done = [(s.epoch + s.batch_in_epoch / max(self.steps_per_epoch, 1)) / cfg.epochs]
