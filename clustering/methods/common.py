@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from clustering.errors import ConfigError
@@ -39,20 +38,6 @@ def fetch(dataset_inputs: Tensor | None, indices: Tensor, like: Tensor, method: 
     if dataset_inputs is None:
         raise ConfigError(f"method {method!r} needs Batch.dataset_inputs (the trainer fills it)")
     return dataset_inputs[indices.to(dataset_inputs.device)].to(like.device, non_blocking=True)
-
-
-def adopt_buffer_shapes(module: nn.Module, state_dict: dict[str, Tensor], prefix: str, names: tuple[str, ...]) -> None:
-    """Resize the per-sample buffers ``names`` to the shapes in ``state_dict`` before loading.
-
-    GCC's bank and LNSCC's graph are sized by the training set; a checkpoint evaluated on another
-    split (inductive evaluation) builds the method for a different N, and the weights must still
-    load. The graph is not used for evaluation, so taking the checkpoint's shapes is safe.
-    """
-    for name in names:
-        incoming = state_dict.get(prefix + name)
-        current = module._buffers.get(name)
-        if incoming is not None and current is not None and incoming.shape != current.shape:
-            module._buffers[name] = torch.zeros(incoming.shape, dtype=current.dtype, device=current.device)
 
 
 def paper_adam_defaults(**batch: int) -> dict[str, Any]:

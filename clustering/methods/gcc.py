@@ -53,7 +53,7 @@ from torch import Tensor
 from clustering.augment import to_float
 from clustering.errors import ConfigError
 from clustering.losses import assignment_contrastive_loss, balance_loss, graph_contrastive_loss
-from clustering.methods.common import adopt_buffer_shapes, fetch, out_features, require_images
+from clustering.methods.common import fetch, out_features, require_images
 from clustering.methods.registry import Batch, ClusterMethod, EpochContext, StepOutput, register_method
 from clustering.models import ClusterModel
 
@@ -151,6 +151,7 @@ class GCC(ClusterMethod):
     name = "gcc"
     description = "kNN graph over moving-averaged features: graph contrastive RGC + neighbour AGC + log K - H"
     Params = GCCParams
+    sample_buffers = ("bank", "neighbors", "degree")
     train_defaults = {
         "optimizer": "sgd", "lr": 0.4, "weight_decay": 1e-4, "scheduler": "cosine", "batch_size": 256,
         "by_backbone": {"cnn": {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "scheduler": "none",
@@ -169,10 +170,6 @@ class GCC(ClusterMethod):
         self.register_buffer("neighbors", torch.zeros(num_samples, params.neighbors, dtype=torch.long))
         self.register_buffer("degree", torch.ones(num_samples))
         self.register_buffer("graph_ready", torch.tensor(False))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
-        adopt_buffer_shapes(self, state_dict, prefix, ("bank", "neighbors", "degree"))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ graph
 

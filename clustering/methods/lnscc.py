@@ -64,7 +64,7 @@ import torch
 from torch import Tensor, nn
 
 from clustering.losses import self_training_loss, soft_contrastive_loss
-from clustering.methods.common import adopt_buffer_shapes, out_features
+from clustering.methods.common import out_features
 from clustering.methods.lnscc_graph import SETS, PairSampler, PairSets, knn, knn_pair_sets
 from clustering.methods.registry import Batch, ClusterMethod, StepOutput, register_method
 from clustering.models import ClusterModel
@@ -123,6 +123,7 @@ class LNSCC(ClusterMethod):
     input_kinds = ("vector", "image")  # images are flattened
     description = "locally normalised kNN graph: soft contrastive im/ba/dis pairs + KL self-training (vectors)"
     Params = LNSCCParams
+    sample_buffers = ("knn_index", "knn_dist")
     train_defaults = {"optimizer": "sgd", "lr": 0.01, "weight_decay": 5e-4, "scheduler": "none", "batch_size": 200,
                       "backbone": "mlp", "instance_dim": 64}  # fmt: skip
 
@@ -147,10 +148,8 @@ class LNSCC(ClusterMethod):
         self._pairs: PairSets | None = None
         self._sampler: PairSampler | None = None
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
-        adopt_buffer_shapes(self, state_dict, prefix, ("knn_index", "knn_dist"))
-        self._pairs = None  # derived from the buffers again on the next step
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+    def on_load(self) -> None:
+        self._pairs = None  # derived from the loaded graph again on the next step
 
     # ------------------------------------------------------------------ graph
 

@@ -110,6 +110,10 @@ class ClusterMethod(nn.Module):
     train_defaults: ClassVar[dict[str, Any]]
     input_kinds: ClassVar[tuple[str, ...]] = ("image",)
     ddp_find_unused_parameters: ClassVar[bool] = False
+    #: Buffers with one row per training sample (GCC's memory bank, LNSCC's kNN graph). A checkpoint
+    #: evaluated on another split builds the method for another N; loading takes the checkpoint's
+    #: shapes for these (they are not used to evaluate), and nothing else is resized.
+    sample_buffers: ClassVar[tuple[str, ...]] = ()
     model: ClusterModel
 
     def training_step(self, batch: Batch) -> StepOutput:
@@ -117,6 +121,18 @@ class ClusterMethod(nn.Module):
 
     def on_epoch_start(self, context: EpochContext) -> None:
         """Called before each epoch's first step (not on a mid-epoch resume)."""
+
+    def on_load(self) -> None:
+        """Called before a checkpoint's state is loaded: drop anything derived from the buffers."""
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        # torch's per-module loading hook: the one place the per-sample buffers adopt their shapes.
+        for name in self.sample_buffers:
+            incoming, current = state_dict.get(prefix + name), self._buffers.get(name)
+            if incoming is not None and current is not None and incoming.shape != current.shape:
+                self._buffers[name] = torch.zeros(incoming.shape, dtype=current.dtype, device=current.device)
+        self.on_load()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 _METHODS: dict[str, type[ClusterMethod]] = {}
