@@ -147,7 +147,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
     for name in method_names():
         cls = get_method(name)
         print(f"{name:<7} {cls.description}")
-        train_defaults = ", ".join(f"{k}={v}" for k, v in cls.train_defaults.items() if k != "by_backbone")
+        train_defaults = ", ".join(f"{k}={v}" for k, v in cls.train_defaults.general().items())
         print(f"        training: {train_defaults}")
         params = ", ".join(f"{k}={v}" for k, v in default_params(cls).items())
         print(f"        params:   {params}")

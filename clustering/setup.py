@@ -42,29 +42,6 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def backbone_defaults(defaults: dict[str, Any], backbone: str, optimizer: str | None = None) -> dict[str, Any]:
-    """A method's ``train_defaults`` with its ``by_backbone[backbone]`` entries applied.
-
-    The papers tune their optimiser and temperatures for ResNets on 32-96 px images; on the small
-    CPU CNN some of those settings stall or degenerate (README, per method), so a method may name
-    other training defaults, and method parameter defaults under ``"params"``, for a backbone. An
-    optimiser the user chose that differs from the backbone's keeps the method's general
-    training defaults (the backbone's learning rate was tuned for its own optimiser).
-    """
-    special = dict(defaults.get("by_backbone", {}).get(backbone, {}))
-    if optimizer is not None and special.get("optimizer", optimizer) != optimizer:
-        special = {"params": special.get("params", {})}
-    merged = {k: v for k, v in defaults.items() if k != "by_backbone"}
-    return merged | special
-
-
-def method_batch_size(defaults: dict[str, Any], num_clusters: int) -> int:
-    """A method's own batch: a fixed size, or the papers' N = 256 * C / 10."""
-    if "batch_size" in defaults:
-        return int(defaults["batch_size"])
-    return int(defaults.get("batch_size_per_10_clusters", 256) * num_clusters / 10)
-
-
 def resolve_config(config: TrainConfig, data: DataSet, device_type: str | None = None) -> TrainConfig:
     """A copy of ``config`` with every ``None`` filled, checked once.
 
@@ -87,11 +64,12 @@ def resolve_config(config: TrainConfig, data: DataSet, device_type: str | None =
     device_type = device_type or pick_device(cfg.device).type
     profile = DataProfile.of(data, cfg.num_clusters)
     applied: dict[str, Choice] = {}
-    if cfg.backbone is None and "backbone" not in method_cls.train_defaults:
+    if cfg.backbone is None and method_cls.train_defaults.backbone is None:
         applied["backbone"] = choose_backbone(profile, device_type)
-    cfg.backbone = cfg.backbone or method_cls.train_defaults.get("backbone") or applied["backbone"].value
-    defaults = backbone_defaults(method_cls.train_defaults, cfg.backbone, config.optimizer)
-    batch = choose_batch_size(profile, method_batch_size(defaults, cfg.num_clusters), device_type, cfg.world_size)
+    cfg.backbone = cfg.backbone or method_cls.train_defaults.backbone or applied["backbone"].value
+    # The method's defaults on this backbone (the papers tune for ResNets; the CPU CNN differs).
+    defaults = method_cls.train_defaults.on(cfg.backbone, config.optimizer)
+    batch = choose_batch_size(profile, defaults.method_batch(cfg.num_clusters), device_type, cfg.world_size)
     choices = {"batch_size": batch}
     if data.kind == "image":
         choices |= {"image_size": choose_image_size(profile, device_type), "augment": choose_augment(profile)}
@@ -102,17 +80,17 @@ def resolve_config(config: TrainConfig, data: DataSet, device_type: str | None =
     if cfg.augment is not None and cfg.augment not in PRESETS:
         raise ConfigError(f"unknown augmentation preset {cfg.augment!r}; valid: {', '.join(sorted(PRESETS))}")
     cfg.data_defaults = describe(applied)
-    cfg.instance_dim = cfg.instance_dim or defaults.get("instance_dim", 128)
-    cfg.optimizer = cfg.optimizer or defaults.get("optimizer", "adam")
-    cfg.lr = cfg.lr or defaults.get("lr", 3e-4)
-    cfg.weight_decay = defaults.get("weight_decay", 0.0) if cfg.weight_decay is None else cfg.weight_decay
-    cfg.scheduler = cfg.scheduler or defaults.get("scheduler", "none")
+    cfg.instance_dim = cfg.instance_dim or defaults.instance_dim
+    cfg.optimizer = cfg.optimizer or defaults.optimizer
+    cfg.lr = cfg.lr or defaults.lr
+    cfg.weight_decay = defaults.weight_decay if cfg.weight_decay is None else cfg.weight_decay
+    cfg.scheduler = cfg.scheduler or defaults.scheduler
     explicit_batch = config.batch_size is not None and config.batch_size <= len(data)
     cfg.batch_size = max(2, min(cfg.batch_size, len(data)))
     split_batch(cfg, explicit=explicit_batch)
     if cfg.epochs is None:
         cfg.epochs = 1000 if cfg.minutes is None and cfg.max_steps is None else 10**6
-    params = resolve_params(method_cls, {**defaults.get("params", {}), **cfg.method_params})
+    params = resolve_params(method_cls, {**defaults.params, **cfg.method_params})
     cfg.method_params = dataclasses.asdict(params)
     cfg.versions = versions()
     cfg.check()

@@ -105,12 +105,24 @@ def test_image_methods_refuse_vectors_in_training(name: str, tmp_path) -> None: 
 def test_paper_training_defaults() -> None:
     from clustering.methods import get_method
 
-    assert get_method("cc").train_defaults["batch_size"] == 256
-    assert get_method("sacc").train_defaults["batch_size"] == 200
+    assert get_method("cc").train_defaults.batch_size == 256
+    assert get_method("sacc").train_defaults.batch_size == 200
+    assert get_method("uccc").train_defaults.method_batch(20) == 512  # the papers' 256 * C / 10
     lnscc = get_method("lnscc").train_defaults
-    assert (lnscc["optimizer"], lnscc["lr"], lnscc["weight_decay"], lnscc["batch_size"]) == ("sgd", 0.01, 5e-4, 200)
+    assert (lnscc.optimizer, lnscc.lr, lnscc.weight_decay, lnscc.batch_size) == ("sgd", 0.01, 5e-4, 200)
     gcc = get_method("gcc").train_defaults
-    assert (gcc["optimizer"], gcc["lr"], gcc["scheduler"], gcc["weight_decay"]) == ("sgd", 0.4, "cosine", 1e-4)
+    assert (gcc.optimizer, gcc.lr, gcc.scheduler, gcc.weight_decay) == ("sgd", 0.4, "cosine", 1e-4)
+    on_cnn = gcc.on("cnn")
+    assert (on_cnn.optimizer, on_cnn.lr, on_cnn.params) == ("adam", 1e-3, {"rgc_temperature": 0.5})
+    # An optimiser the user picked that is not the backbone's keeps the general lr, not the cnn's.
+    assert gcc.on("cnn", optimizer="sgd").lr == 0.4 and gcc.on("cnn", "sgd").params == {"rgc_temperature": 0.5}
+
+
+def test_training_defaults_refuse_unknown_backbone_fields() -> None:
+    from clustering.methods.defaults import TrainDefaults
+
+    with pytest.raises(TypeError, match="unknown training defaults"):
+        TrainDefaults(by_backbone={"cnn": {"learning_rate": 1e-3}})
 
 
 def _resolved(method: str, data: DataSet, **fields: object) -> TrainConfig:

@@ -123,7 +123,7 @@ def changed_params(specs: list[ParamSpec], values: dict[str, Any], as_shown: boo
     the resolved full set anyway, and a shorter command line is easier to read).
 
     A value left at its registered default is not sent, so a method's per-backbone default
-    (``train_defaults["by_backbone"]``) still replaces it; ``as_shown`` sends every value, which
+    (``train_defaults.by_backbone``) still replaces it; ``as_shown`` sends every value, which
     is how a user keeps a registered default on such a backbone.
     """
     out = {}

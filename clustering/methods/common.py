@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor, nn
 
 from clustering.errors import ConfigError
+from clustering.methods.defaults import TrainDefaults
 from clustering.models import ClusterModel
 
 
@@ -40,16 +39,10 @@ def fetch(dataset_inputs: Tensor | None, indices: Tensor, like: Tensor, method: 
     return dataset_inputs[indices.to(dataset_inputs.device)].to(like.device, non_blocking=True)
 
 
-def paper_adam_defaults(**batch: int) -> dict[str, Any]:
+def paper_adam_defaults(**batch: int) -> TrainDefaults:
     """Training defaults of the Adam-trained methods (UCCC, CC, SACC): the papers' Adam 3e-4 with no
     weight decay or schedule, except 1e-3 on the small CPU CNN, which is not in the papers and
     converges several times faster with it (README, ablation). ``batch`` is ``batch_size=N`` or
     ``batch_size_per_10_clusters=N``."""
-    return {
-        "optimizer": "adam",
-        "lr": 3e-4,
-        "by_backbone": {"cnn": {"lr": 1e-3}},
-        "weight_decay": 0.0,
-        "scheduler": "none",
-        **batch,
-    }
+    return TrainDefaults(optimizer="adam", lr=3e-4, weight_decay=0.0, scheduler="none",
+                         by_backbone={"cnn": {"lr": 1e-3}}, **batch)  # fmt: skip

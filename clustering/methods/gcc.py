@@ -54,6 +54,7 @@ from clustering.augment import to_float
 from clustering.errors import ConfigError
 from clustering.losses import assignment_contrastive_loss, balance_loss, graph_contrastive_loss
 from clustering.methods.common import fetch, out_features, require_images
+from clustering.methods.defaults import TrainDefaults
 from clustering.methods.registry import Batch, ClusterMethod, EpochContext, StepOutput, register_method
 from clustering.models import ClusterModel
 
@@ -73,7 +74,7 @@ class GCCParams:
     instance_views: RGC also sees a second view of every batch image, as the authors' code does
         (the paper's Eq. 8 has one view per image and only graph links as positives).
 
-    Backbone defaults (``train_defaults["by_backbone"]``): on ``cnn`` rgc_temperature is 0.5.
+    Backbone defaults (``train_defaults.by_backbone``): on ``cnn`` rgc_temperature is 0.5.
     """
 
     neighbors: int = 5
@@ -152,11 +153,11 @@ class GCC(ClusterMethod):
     description = "kNN graph over moving-averaged features: graph contrastive RGC + neighbour AGC + log K - H"
     Params = GCCParams
     sample_buffers = ("bank", "neighbors", "degree")
-    train_defaults = {
-        "optimizer": "sgd", "lr": 0.4, "weight_decay": 1e-4, "scheduler": "cosine", "batch_size": 256,
-        "by_backbone": {"cnn": {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "scheduler": "none",
-                                "params": {"rgc_temperature": 0.5}}},
-    }  # fmt: skip
+    train_defaults = TrainDefaults(
+        optimizer="sgd", lr=0.4, weight_decay=1e-4, scheduler="cosine", batch_size=256,
+        by_backbone={"cnn": {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "scheduler": "none",
+                             "params": {"rgc_temperature": 0.5}}},
+    )  # fmt: skip
 
     def __init__(self, model: ClusterModel, params: GCCParams, num_samples: int) -> None:
         super().__init__()

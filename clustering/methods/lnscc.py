@@ -65,6 +65,7 @@ from torch import Tensor, nn
 
 from clustering.losses import self_training_loss, soft_contrastive_loss
 from clustering.methods.common import out_features
+from clustering.methods.defaults import TrainDefaults
 from clustering.methods.lnscc_graph import SETS, PairSampler, PairSets, knn, knn_pair_sets
 from clustering.methods.registry import Batch, ClusterMethod, StepOutput, register_method
 from clustering.models import ClusterModel
@@ -124,8 +125,8 @@ class LNSCC(ClusterMethod):
     description = "locally normalised kNN graph: soft contrastive im/ba/dis pairs + KL self-training (vectors)"
     Params = LNSCCParams
     sample_buffers = ("knn_index", "knn_dist")
-    train_defaults = {"optimizer": "sgd", "lr": 0.01, "weight_decay": 5e-4, "scheduler": "none", "batch_size": 200,
-                      "backbone": "mlp", "instance_dim": 64}  # fmt: skip
+    train_defaults = TrainDefaults(optimizer="sgd", lr=0.01, weight_decay=5e-4, scheduler="none", batch_size=200,
+                                   backbone="mlp", instance_dim=64)  # fmt: skip
 
     def __init__(self, model: ClusterModel, params: LNSCCParams, num_samples: int) -> None:
         super().__init__()

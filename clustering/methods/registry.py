@@ -11,9 +11,9 @@ and optionally::
 
 Each method class declares ``name``, ``description``, a ``Params`` dataclass holding its own
 hyperparameters with the paper's defaults, and ``train_defaults`` (optimizer, lr, batch size,
-...) that the trainer uses when the user does not set them. ``train_defaults["by_backbone"]``
+...) that the trainer uses when the user does not set them. ``train_defaults.by_backbone``
 may replace some of them, and Params defaults under its ``"params"`` key, for one backbone
-(``setup.backbone_defaults``): the papers tune for ResNets, the CPU runs use a small CNN.
+(``TrainDefaults.on``): the papers tune for ResNets, the CPU runs use a small CNN.
 Methods subclass :class:`ClusterMethod`, which holds no behaviour beyond a no-op epoch hook.
 
 Multi-process (DDP) training: a batch-level loss must see the global batch, so methods pass their
@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from clustering.errors import ConfigError
+from clustering.methods.defaults import TrainDefaults
 from clustering.models import ClusterModel
 
 
@@ -107,7 +108,7 @@ class ClusterMethod(nn.Module):
     name: ClassVar[str]
     description: ClassVar[str]
     Params: ClassVar[type]
-    train_defaults: ClassVar[dict[str, Any]]
+    train_defaults: ClassVar[TrainDefaults]
     input_kinds: ClassVar[tuple[str, ...]] = ("image",)
     ddp_find_unused_parameters: ClassVar[bool] = False
     #: Buffers with one row per training sample (GCC's memory bank, LNSCC's kNN graph). A checkpoint
@@ -147,6 +148,8 @@ def register_method(cls: type[ClusterMethod]) -> type[ClusterMethod]:
             raise TypeError(f"method class {cls.__name__} lacks {attr!r}")
     if not dataclasses.is_dataclass(cls.Params):
         raise TypeError(f"{cls.__name__}.Params must be a dataclass")
+    if not isinstance(cls.train_defaults, TrainDefaults):
+        raise TypeError(f"{cls.__name__}.train_defaults must be a TrainDefaults")
     if cls.name in _METHODS:
         raise ValueError(f"method {cls.name!r} is registered twice")
     _METHODS[cls.name] = cls
@@ -175,10 +178,7 @@ def default_params(cls: type) -> dict[str, Any]:
 def backbone_overrides(cls: type) -> dict[str, dict[str, Any]]:
     """Per backbone, the training and parameter defaults that replace the registered ones, in one
     flat dict each (what ``methods`` and the studio's launch form show)."""
-    return {
-        backbone: {k: v for k, v in special.items() if k != "params"} | special.get("params", {})
-        for backbone, special in cls.train_defaults.get("by_backbone", {}).items()
-    }
+    return cls.train_defaults.overrides()
 
 
 def _coerce(value: Any, annotation: Any, name: str) -> Any:
