@@ -224,8 +224,7 @@ class GCC(ClusterMethod):
             if batch.dataset_inputs is None:
                 raise ConfigError("GCC needs Batch.dataset_inputs (the trainer fills it)")
             self.update_graph(self.embed_all(batch.dataset_inputs))
-        generator = getattr(views, "generator", None)
-        nbr = self.random_neighbors(batch.indices, generator)
+        nbr = self.random_neighbors(batch.indices, batch.generator)
         x_nbr = fetch(batch.dataset_inputs, nbr, x, self.name)
         # Views in blocks of n rows: [view a of x; (view b of x;) view of RN(x)].
         blocks = [batch.indices.to(nbr.device)] * (2 if p.instance_views else 1) + [nbr]

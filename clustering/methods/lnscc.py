@@ -194,8 +194,7 @@ class LNSCC(ClusterMethod):
         self.steps += 1  # n_i of Eq. 19 counts from 1
         x = batch.inputs
         n = x.shape[0]
-        generator = getattr(batch.views, "generator", None)
-        pairs, which = self.draw_pairs(n, generator)
+        pairs, which = self.draw_pairs(n, batch.generator)
         # One forward pass over the batch and every pair endpoint, each sample once.
         wanted = torch.cat([batch.indices.to(pairs.device), pairs[:, 0], pairs[:, 1]])
         unique, inverse = torch.unique(wanted, return_inverse=True)

@@ -30,7 +30,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -38,6 +38,9 @@ from torch import Tensor, nn
 from clustering.errors import ConfigError
 from clustering.methods.defaults import TrainDefaults
 from clustering.models import ClusterModel
+
+if TYPE_CHECKING:  # clustering.views imports the data layer; only the annotation needs it here
+    from clustering.views import ViewMaker
 
 
 @dataclass
@@ -62,11 +65,17 @@ class Batch:
 
     inputs: Tensor
     indices: Tensor
-    views: Any  # clustering.views.ViewMaker (kept loose to avoid an import cycle)
+    views: ViewMaker
     dataset_inputs: Tensor | None = None
     gather: Callable[[Tensor], Tensor] = field(default=lambda x: x)
     step: int = 0
     progress: float = 0.0
+
+    @property
+    def generator(self) -> torch.Generator | None:
+        """The run's random stream for draws inside a step (GCC's random neighbour, LNSCC's pairs):
+        the augmentation generator, saved in checkpoints, so a resumed run draws the same."""
+        return getattr(self.views, "generator", None)
 
     def gather_views(self, rows: Tensor, views: int) -> list[Tensor]:
         """``rows`` of this process's views stacked as [view 1 (n); view 2 (n); ...] -> each view
