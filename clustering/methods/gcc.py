@@ -31,14 +31,11 @@ Decisions where the paper is silent:
   and Adam 1e-3 (ACC 0.50-0.56 after 50-90 epochs). With cosine agreement L_AGC stays
   informative and ACC keeps rising (0.75 after 64 epochs with SGD 0.1, 0.78 after 88 with Adam
   1e-3). ``--param agc_cosine=false`` gives the literal Eq. 9.
-- Training defaults follow the backbone. ResNets keep the paper's SGD (lr 0.4, momentum 0.9,
-  wd 1e-4, cosine decay, batch 256) and RGC tau 0.1. On the small CNN those stall at the level
-  of k-means on the pixels: digits, 5 minutes, seed 0 (one thread each, two runs sharing the
-  2 cores): SGD 0.1 with tau 0.1 reached ACC 0.77 (0.4 degenerates: 4-6 clusters, 0.31),
-  Adam 1e-3 with tau 0.1 0.82, SGD 0.1 with tau 0.5 0.75, and Adam 1e-3 with tau 0.5 **0.95**.
-  So on ``cnn`` GCC trains with Adam 1e-3 (no decay, no schedule, as UCCC/CC/SACC do there) and
-  tau 0.5 (CC's instance temperature). ``--param rgc_temperature=0.1`` and
-  ``--optimizer sgd --lr 0.4 --scheduler cosine --weight-decay 1e-4`` restore the paper.
+- Training defaults follow the backbone: ResNets keep the paper's SGD (lr 0.4, momentum 0.9,
+  wd 1e-4, cosine decay, batch 256) and RGC tau 0.1; on the small CNN, where those stall, GCC
+  trains with Adam 1e-3 and tau 0.5 (the runs that led there: README, "GCC: lab notes").
+  ``--param rgc_temperature=0.1`` and ``--optimizer sgd --lr 0.4 --scheduler cosine
+  --weight-decay 1e-4`` restore the paper.
 """
 
 from __future__ import annotations

@@ -27,32 +27,7 @@ Ambiguities resolved (see also ``lnscc_graph``):
 - The graph is built on the raw inputs (pixels in [0, 1], features as given); scale features
   beforehand if their units differ, since softmax(-D) depends on the distance scale.
 
-Measured (1 CPU thread, paper defaults unless stated; single seeds, so +-0.05 is noise):
-- digits (16 px, flattened): ACC 0.77 after 2 minutes, 0.784 after 5 (k-means on the pixels:
-  0.80); the assignments freeze once eta = xi (confidence 0.999). k-means on Z always matches
-  the head's ACC, so the embedding is the limit. SGD lr 0.1 / 0.5 / 2.0 (the paper's summed
-  loss is lr x 200 of our mean) all collapse to one cluster. Three seeds at 600 steps: 0.77,
-  0.70, 0.80 (alpha = 5: 0.80, 0.89, 0.75). Without L_clu, k-means on Z reaches 0.82.
-- MNIST-test: 0.54 after 1,100 steps (4 minutes; the paper's 0.946 is for full training);
-  eta per epoch (delta = 0.001 per step) gives 0.58 and a more local Z (10-NN label agreement
-  0.84 vs 0.69; pixels: 0.91), so the early self-training distorts Z there.
-- MNIST-test, 20 minutes (14,800 steps): ACC 0.616, k-means on Z 0.618 (pixels: k-means 0.542,
-  Ward 0.695, UMAP + k-means 0.794). The plateau (0.60-0.63 from step 5,000 on) is the
-  embedding's, not the budget's.
-- Why, as far as measured: E^{im-} dominates. On MNIST-test the median edge weight A_ij is 0.097,
-  so Eq. 6 gives a kNN edge about 10 repelling copies (1 / A_ij) against 1-2 attracting ones; the
-  pair mix is 9% im+, 43% im-, 2% ba, 45% dis, so neighbours (87% of them of the same digit) are
-  pushed apart more often than pulled together. Embedding-only runs (no L_clu, 3 minutes,
-  k-means on Z): paper sets 0.57-0.62; without E^{im-} 0.71 (0.78 on L2-normalised Z) and
-  still rising; the full method without E^{im-} (``im_neg_scale=0``) 0.73 after 6 minutes.
-  Changes that did not help: Adam 1e-3, no batch norm, d squared, a 10-d Z, 5x the pairs per
-  step, one equal batch per pair set (another reading of Eq. 9, 13, 17), SGD lr x 50 (0.39),
-  and a slower eta. The default stays the paper's; ``im_neg_scale`` is the knob.
-- The objective's own ceiling (``bench lnscc-ceiling``, ``clustering.bench.lnscc_ceiling``): the pair
-  losses on the same graph, optimised to a flat loss over a free N x 64 table instead of the
-  MLP, give k-means ACC of about 0.7 on MNIST-test (about 0.75-0.8 without E^{im-}) while
-  keeping the pixel graph's 10-NN label agreement (0.90). The published 0.946 is out of reach of
-  the objective as written here, not only of the network or the budget.
+Measurements behind these choices (single-seed runs): README, "LNSCC: lab notes".
 """
 
 from __future__ import annotations
