@@ -14,7 +14,8 @@ hyperparameters with the paper's defaults, and ``train_defaults`` (optimizer, lr
 ...) that the trainer uses when the user does not set them. ``train_defaults.by_backbone``
 may replace some of them, and Params defaults under its ``"params"`` key, for one backbone
 (``TrainDefaults.on``): the papers tune for ResNets, the CPU runs use a small CNN.
-Methods subclass :class:`ClusterMethod`, which holds no behaviour beyond a no-op epoch hook.
+Methods subclass :class:`ClusterMethod`, which holds no behaviour beyond no-op hooks and the
+loading of its declared per-sample buffers.
 
 Multi-process (DDP) training: a batch-level loss must see the global batch, so methods pass their
 stacked views through ``batch.gather_views`` (each view gathered on its own) first; buffers a
