@@ -219,8 +219,8 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists on this machine and is not a zombie.
 
-    The one liveness check of the project: the trainer's status, the studio's launch records and
-    its stop button all ask it. A zombie (a run launched by the studio and not yet reaped) is dead.
+    The one liveness check of the project: run statuses (``read_status``) and the studio's launch
+    records both ask it. A zombie (a run launched by the studio and not yet reaped) is dead.
     """
     try:
         os.kill(pid, 0)

@@ -25,13 +25,15 @@ from typing import Any
 
 from app.logic.runsdir import REPO_ROOT, log_path, record_launch
 from clustering.augment import PRESETS
-from clustering.data import get_source, source_names
-from clustering.errors import UserError
-from clustering.methods import backbone_overrides, get_method, method_names
+
+# What the launch form offers, re-exported (``as`` names) so the pages import the logic layer only.
+from clustering.data import get_source as get_source
+from clustering.data import source_names as source_names
+from clustering.errors import UserError as UserError
+from clustering.methods import backbone_overrides as backbone_overrides
+from clustering.methods import get_method, method_names
 from clustering.runs import new_run_id, request_stop
 
-# What the launch form offers, re-exported so the pages import the studio's logic layer only.
-__all__ = ["UserError", "backbone_overrides", "get_method", "get_source", "method_names", "source_names"]
 AUGMENT_PRESETS = tuple(sorted(PRESETS))
 
 
@@ -230,9 +232,8 @@ def resume_command(
     return cmd
 
 
-#: Trainers started by this studio process. Kept only to reap them when they exit: an unreaped
-#: child stays a zombie, which `os.kill(pid, 0)` (and so clustering.runs.read_status) reports
-#: as alive, hiding a crash as "running".
+#: Trainers started by this studio process. Kept only to reap them when they exit, so finished
+#: runs do not linger as zombies (``clustering.runs.pid_alive`` already counts a zombie as dead).
 _children: list[subprocess.Popen] = []
 
 
