@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from clustering.errors import UserError
 
@@ -21,6 +21,23 @@ PARAM_FLAGS = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a parse error is one line (no usage block) with exit code 2, like every other
+    user error; the values themselves are checked by :mod:`clustering.rules`, not by argparse."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog.split()[-1]}: {message}\n")
+
+
+def one_of(field: str) -> str:
+    """Help text listing a field's valid values, from its rule."""
+    from clustering.rules import FIELD_RULES, Choices
+
+    rule = FIELD_RULES[field]
+    assert isinstance(rule, Choices)
+    return "one of " + ", ".join(rule.valid())
+
+
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to train")
     g.add_argument("--method", default="uccc", help="registered method (see `methods`); default uccc")
@@ -30,8 +47,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--split", default="both", help="train, test or both (transductive, the default)")
     g.add_argument("--download", action="store_true", help="let torchvision download the data set")
     g.add_argument("--image-size", type=int, help="resize images once at load (default: per data set)")
-    g.add_argument("--augment", help="augmentation preset: digits, natural, natural-large, none")
-    g.add_argument("--backbone", help="cnn, resnet18, resnet34, mlp (default: per data set and method)")
+    g.add_argument("--augment", help="augmentation preset (default: from the data); " + one_of("augment"))
+    g.add_argument("--backbone", help="default: per data set and method; " + one_of("backbone"))
     g.add_argument("--num-clusters", type=int, help="number of clusters (default: number of classes)")
     g = p.add_argument_group("budget and optimisation")
     g.add_argument("--epochs", type=int)
@@ -40,20 +57,21 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int)
     g.add_argument("--lr", type=float)
     g.add_argument("--weight-decay", type=float)
-    g.add_argument("--optimizer", choices=["adam", "sgd"])
-    g.add_argument("--scheduler", choices=["none", "cosine"])
+    g.add_argument("--optimizer", help=one_of("optimizer"))
+    g.add_argument("--scheduler", help=one_of("scheduler"))
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    g.add_argument("--amp", default="auto", choices=["auto", "on", "off"],
-                   help="mixed precision: float16 on CUDA, bfloat16 on a CPU with native bf16 (auto: both)")
+    g.add_argument("--device", default="auto", help=one_of("device"))
+    g.add_argument("--amp", default="auto",
+                   help="mixed precision: float16 on CUDA, bfloat16 on a CPU with native bf16 (auto: both); "
+                        + one_of("amp"))
     g.add_argument("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction, default=None,
                    help="channels-last memory for the backbone (default: on for images)")
     g.add_argument("--threads", type=int, help="torch CPU threads")
     g.add_argument("--no-sync-bn", dest="sync_bn", action="store_false",
                    help="under torchrun (DDP), keep batch-norm statistics per process instead of global")
     g.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs")
-    g.add_argument("--best-metric", default="loss", choices=["loss", "acc", "nmi", "ari"],
-                   help="what best.pt tracks (loss needs no labels)")
+    g.add_argument("--best-metric", default="loss",
+                   help="what best.pt tracks (loss needs no labels); " + one_of("best_metric"))
     g.add_argument("--self-label", type=float, metavar="FRACTION",
                    help="self-labelling stage from this fraction of the run on (0-1; off by default): "
                         "confident weak views label strong views, for any image method")
@@ -167,19 +185,21 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m clustering", description=__doc__)
+    parser = OneLineParser(prog="python -m clustering", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a run (or --resume one)")
     _add_train_args(p)
     p.set_defaults(func=cmd_train)
 
+    from clustering.rules import FIELD_RULES
+
     p = sub.add_parser("eval", help="re-evaluate a run's checkpoint, optionally on another split")
     p.add_argument("run_dir")
     p.add_argument("--split", help="train, test or both (default: the run's own)")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--root", help="data root (default: the run's)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=FIELD_RULES["device"].valid())  # type: ignore[union-attr]
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 
@@ -208,7 +228,10 @@ def given_train_flags(argv: list[str]) -> set[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a parse error, already printed as one line (2)
+        return int(exc.code or 0)
     if args.command == "train":
         args.explicit = given_train_flags(argv[argv.index("train") + 1 :])
     try:

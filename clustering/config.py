@@ -11,12 +11,6 @@ from typing import Any
 
 from clustering.errors import ConfigError
 
-DEVICES = ("auto", "cpu", "cuda")
-OPTIMIZERS = ("adam", "sgd")
-SCHEDULERS = ("none", "cosine")
-AMP_MODES = ("auto", "on", "off")
-BEST_METRICS = ("loss", "acc", "nmi", "ari")
-
 
 @dataclass
 class TrainConfig:
@@ -94,43 +88,11 @@ class TrainConfig:
         return cls.from_dict(data)
 
     def check(self) -> None:
-        """Validate the fields that do not depend on data or method."""
+        """Validate every field against its rule (:mod:`clustering.rules`); raises ConfigError."""
 
-        def choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
-            if value is not None and value not in valid:
-                raise ConfigError(f"{name} must be one of {', '.join(valid)}; got {value!r}")
+        from clustering.rules import check_fields
 
-        choice("device", self.device, DEVICES)
-        choice("optimizer", self.optimizer, OPTIMIZERS)
-        choice("scheduler", self.scheduler, SCHEDULERS)
-        choice("amp", self.amp, AMP_MODES)
-        choice("best_metric", self.best_metric, BEST_METRICS)
-        positive = {
-            "epochs": self.epochs, "batch_size": self.batch_size, "image_size": self.image_size,
-            "max_steps": self.max_steps, "threads": self.threads, "instance_dim": self.instance_dim,
-        }  # fmt: skip
-        for name, value in positive.items():
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if self.batch_size is not None and self.batch_size < 2:
-            raise ConfigError(f"batch_size must be >= 2 (contrastive losses need pairs), got {self.batch_size}")
-        if self.num_clusters is not None and (not isinstance(self.num_clusters, int) or self.num_clusters < 2):
-            raise ConfigError(f"num_clusters must be an integer >= 2, got {self.num_clusters!r}")
-        if self.minutes is not None and not self.minutes > 0:
-            raise ConfigError(f"minutes must be > 0, got {self.minutes}")
-        if self.lr is not None and not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
-        if self.eval_every < 1:
-            raise ConfigError(f"eval_every must be >= 1, got {self.eval_every}")
-        if not isinstance(self.world_size, int) or self.world_size < 1:
-            raise ConfigError(f"world_size must be a positive integer, got {self.world_size!r}")
-        if self.self_label is not None:
-            from clustering.self_label import SelfLabelSettings
-
-            try:
-                SelfLabelSettings(self.self_label, self.self_label_threshold, self.self_label_weight).validate()
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from None
+        check_fields(self)
         if not isinstance(self.method_params, dict):
             raise ConfigError("method_params must be a JSON object")
 

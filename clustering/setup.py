@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from clustering.augment import PRESETS
 from clustering.config import TrainConfig, versions
 from clustering.data import DataSet
 from clustering.data_defaults import (
@@ -29,7 +28,7 @@ from clustering.data_defaults import (
 )
 from clustering.errors import ConfigError
 from clustering.methods import get_method, resolve_params
-from clustering.models import ClusterModel, backbone_names, build_backbone
+from clustering.models import ClusterModel, build_backbone
 from clustering.runs import read_config
 
 
@@ -56,8 +55,6 @@ def resolve_config(config: TrainConfig, data: DataSet, device_type: str | None =
     cfg.num_clusters = cfg.num_clusters or data.num_classes
     if cfg.num_clusters < 2:
         raise ConfigError(f"num_clusters must be >= 2, got {cfg.num_clusters}")
-    if cfg.backbone is not None and cfg.backbone not in backbone_names():
-        raise ConfigError(f"unknown backbone {cfg.backbone!r}; valid: {', '.join(backbone_names())}")
     if cfg.self_label is not None and data.kind != "image":
         raise ConfigError("the self-labelling stage needs images (weak and strong views); "
                           f"data set {cfg.dataset!r} holds vectors")  # fmt: skip
@@ -77,8 +74,6 @@ def resolve_config(config: TrainConfig, data: DataSet, device_type: str | None =
         if getattr(cfg, name) is None:
             setattr(cfg, name, choice.value)
             applied[name] = choice
-    if cfg.augment is not None and cfg.augment not in PRESETS:
-        raise ConfigError(f"unknown augmentation preset {cfg.augment!r}; valid: {', '.join(sorted(PRESETS))}")
     cfg.data_defaults = describe(applied)
     cfg.instance_dim = cfg.instance_dim or defaults.instance_dim
     cfg.optimizer = cfg.optimizer or defaults.optimizer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from clustering.cli import main
+from clustering.cli import _add_train_args, main
 from clustering.methods import method_names
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +35,10 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
         ),
         (["--dataset", "mnist-test"], "needs --root"),
         (["--num-clusters", "1"], "num_clusters must be an integer >= 2"),
-        (["--batch-size", "1"], "batch_size must be >= 2"),
+        (["--backbone", "foo"], "unknown backbone 'foo'; valid: cnn, mlp, resnet18, resnet34"),
+        (["--augment", "foo"], "unknown augmentation preset 'foo'; valid: digits, natural, natural-large, none"),
+        (["--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
+        (["--batch-size", "1"], "batch_size must be an integer >= 2"),
         (["--khop", "0"], "khop must be >= 1"),
         (["--tolerance", "6", "--num-clusters", "5"], "not in (-1, 1)"),
         (["--param", "nonsense=1"], "has no parameter(s) nonsense; its parameters:"),
@@ -52,6 +56,54 @@ def test_bad_training_input_is_one_clear_line(
         assert "CUDA is not available" in err
     else:
         assert message in err
+
+
+# Flags whose value is free text or a path: nothing to range-check. --dataset is checked when the
+# data loads (a DataSet given in code may carry any name), with the valid names.
+FREE_TEXT = {"dataset", "root", "label_column", "out", "run_id", "config", "resume", "param"}
+# UCCC's shortcuts, validated by the method's Params (the same one-line error).
+BAD_METHOD_PARAMS = {"pos_conf": ["1.5"], "tolerance": ["0"], "khop": ["0"], "variant": ["fancy"],
+                     "cluster_temperature": ["0"], "instance_temperature": ["-1"]}  # fmt: skip
+
+
+def train_value_actions() -> list[argparse.Action]:
+    parser = argparse.ArgumentParser()
+    _add_train_args(parser)
+    return [a for a in parser._actions if a.option_strings and a.nargs != 0 and a.dest != "help"]
+
+
+def bad_values(action: argparse.Action) -> list[str]:
+    from clustering.rules import FIELD_RULES, Choices
+
+    if action.dest in BAD_METHOD_PARAMS:
+        return BAD_METHOD_PARAMS[action.dest]
+    rule = FIELD_RULES[action.dest]
+    if isinstance(rule, Choices):
+        return [rule.invalid_example()]
+    return [str(v) for v in rule.invalid_examples()] + (["1.5"] if rule.integer else []) + ["nan"]
+
+
+def test_every_train_flag_with_a_value_has_a_rule() -> None:
+    from clustering.rules import FIELD_RULES
+
+    known = set(FIELD_RULES) | FREE_TEXT | set(BAD_METHOD_PARAMS)
+    uncovered = [a.option_strings[0] for a in train_value_actions() if a.dest not in known]
+    assert not uncovered, f"flags without a rule in clustering.rules.FIELD_RULES: {uncovered}"
+
+
+@pytest.mark.parametrize(
+    "flag,value",
+    [(a.option_strings[0], v) for a in train_value_actions() if a.dest not in FREE_TEXT for v in bad_values(a)],
+)
+def test_every_bad_flag_value_is_one_line_with_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, flag: str, value: str
+) -> None:
+    code, out, err = run_cli(capsys, "train", "--out", str(tmp_path), "--max-steps", "1", f"{flag}={value}")
+    assert code == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "valid:" in err or "must be" in err or "invalid" in err, err
+    assert not list(tmp_path.iterdir()), "a refused run must not leave a run directory"
 
 
 def test_malformed_config_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

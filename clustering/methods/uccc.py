@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from clustering.graph import community_assignments, positive_threshold, rank_graphs
@@ -13,6 +14,7 @@ from clustering.losses import nt_xent, uccc_cluster_loss
 from clustering.methods.common import paper_adam_defaults, require_images
 from clustering.methods.registry import Batch, ClusterMethod, StepOutput, register_method
 from clustering.models import ClusterModel
+from clustering.reseed import EmptyClusterReseeder
 
 
 @dataclass
@@ -38,6 +40,10 @@ class UCCCParams:
         from the batch and is fixed by the CPU batch rule (``clustering.data_defaults``).
     logit_norm_affine: give that normalisation a learnable per-cluster scale and shift (starts as
         the plain normalisation; training may undo it).
+    logit_norm_until: with ``logit_norm``, freeze the normalisation at this share of the run's
+        progress (0.5: half its time budget): from then on it is its running statistics, a fixed
+        per-cluster scale and shift, so the head starts with every cluster recruited and ends as
+        the paper's plain linear softmax head. None: batch-normalised throughout.
     graph: ``threshold`` (Eq. 3-4, the paper) or ``rank``: positive peers are the
         ``pos_fraction`` (default 1/C) most similar views of each view, negative peers the
         ``neg_fraction`` least similar; gives every row the expected community size whatever the
@@ -45,6 +51,9 @@ class UCCCParams:
     center: subtract each row's mean over the clusters from Y_pos and Y_neg before the cosine
         (faster start, but on 40 classes it plateaued lower; off by default).
     warmup_steps: optimiser steps with the instance loss alone before the cluster loss joins.
+    reseed_empty: DeepCluster's empty-cluster fix (:mod:`clustering.reseed`): a cluster that no
+        training image chose over the last epoch's images takes half of the largest cluster (its
+        head row, split by a small random perturbation). Not in the paper; no loss term.
     strong_view: add SACC's third view (weak, then RandAugment with ``ra_n`` ops of magnitude up
         to ``ra_m``): instance loss ins(w1, w2) + ins(w2, s) as in SACC, community graphs over all
         3N views, and Eq. 6 averaged over the view pairs (w1, w2), (w1, s), (w2, s). Not in the
@@ -63,11 +72,13 @@ class UCCCParams:
     neg_conf: float = 0.0
     logit_norm: bool = False
     logit_norm_affine: bool = False
+    logit_norm_until: float | None = None
     graph: Literal["threshold", "rank"] = "threshold"
     pos_fraction: float | None = None
     neg_fraction: float = 0.5
     center: bool = False
     warmup_steps: int = 0
+    reseed_empty: bool = False
     strong_view: bool = True
     ra_n: int = 5
     ra_m: int = 10
@@ -85,11 +96,34 @@ class UCCCParams:
             raise ValueError(f"pos_fraction must be in (0, 1], got {self.pos_fraction}")
         if not 0.0 < self.neg_fraction < 1.0:
             raise ValueError(f"neg_fraction must be in (0, 1), got {self.neg_fraction}")
+        if self.logit_norm_until is not None and not 0.0 < self.logit_norm_until <= 1.0:
+            raise ValueError(f"logit_norm_until must be in (0, 1], got {self.logit_norm_until}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
     def threshold(self, num_clusters: int) -> float:
         return self.pos_conf if self.pos_conf is not None else positive_threshold(num_clusters, self.tolerance)
+
+
+class FreezingLogitNorm(nn.Module):
+    """Batch-normalised cluster logits until :meth:`freeze`, then the same normalisation with its
+    running statistics fixed: a constant per-cluster scale and shift, so the head is from then on
+    a plain linear softmax head (the normalisation folded into the last layer). A buffer records
+    the freeze, so checkpoints and resumed runs keep it."""
+
+    def __init__(self, num_clusters: int, affine: bool = False) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(num_clusters, affine=affine)
+        self.register_buffer("frozen", torch.zeros((), dtype=torch.bool))
+
+    def freeze(self) -> None:
+        self.frozen.fill_(True)
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        if not bool(self.frozen):
+            return self.norm(logits)
+        n = self.norm
+        return F.batch_norm(logits, n.running_mean, n.running_var, n.weight, n.bias, False, 0.0, n.eps)
 
 
 @register_method
@@ -105,14 +139,22 @@ class UCCC(ClusterMethod):
         self.model = model
         self.params = params
         self.pos_conf = params.threshold(model.num_clusters)
-        if params.logit_norm:
+        if params.logit_norm and params.logit_norm_until is not None:
+            model.cluster_head.append(FreezingLogitNorm(model.num_clusters, affine=params.logit_norm_affine))
+        elif params.logit_norm:
             # The normalisation removes any per-cluster offset, so the last layer's bias would get
             # exactly zero gradient: drop it rather than carry a dead parameter.
             model.cluster_head[-1].register_parameter("bias", None)
             model.cluster_head.append(nn.BatchNorm1d(model.num_clusters, affine=params.logit_norm_affine))
+        self.reseeder = EmptyClusterReseeder(model.num_clusters, num_samples) if params.reseed_empty else None
 
     def training_step(self, batch: Batch) -> StepOutput:
         p = self.params
+        if self.reseeder is not None:
+            self.reseeder.step(self.model.cluster_head)  # before the forward: it edits the head in place
+        head_norm = self.model.cluster_head[-1]
+        if isinstance(head_norm, FreezingLogitNorm) and batch.progress >= (p.logit_norm_until or 1.0):
+            head_norm.freeze()
         x = batch.inputs
         inputs = [batch.views.weak(x), batch.views.weak(x)]
         if p.strong_view:
@@ -122,6 +164,8 @@ class UCCC(ClusterMethod):
         # separately so the rows stay [view 1 (N); view 2 (N); ...] (the identity in one process).
         z = batch.gather_views(out.z, len(inputs))
         probs = batch.gather_views(out.probs, len(inputs))
+        if self.reseeder is not None:
+            self.reseeder.observe(probs[0].detach())
         loss_ins = nt_xent(z[0], z[1], p.instance_temperature)
         if p.strong_view:
             loss_ins = loss_ins + nt_xent(z[1], z[2], p.instance_temperature)
@@ -143,4 +187,7 @@ class UCCC(ClusterMethod):
             for a, b in pairs
         ) / len(pairs)  # fmt: skip
         weight = 1.0 if batch.step >= p.warmup_steps else 0.0
-        return StepOutput(loss=loss_ins + weight * loss_clu, parts={"loss_ins": loss_ins, "loss_clu": loss_clu})
+        parts = {"loss_ins": loss_ins, "loss_clu": loss_clu}
+        if self.reseeder is not None:
+            parts["reseeds"] = self.reseeder.reseeds.float()  # clusters re-seeded so far in the run
+        return StepOutput(loss=loss_ins + weight * loss_clu, parts=parts)
