@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from clustering.errors import CheckpointError
+from clustering.faults import fault_point
 from clustering.runs import atomic_path
 
 FORMAT = "cluster-studio-checkpoint"
@@ -22,6 +23,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     payload = {"format": FORMAT, "version": FORMAT_VERSION, **payload}
     with atomic_path(Path(path)) as tmp:
         torch.save(payload, tmp)
+        fault_point("checkpoint", payload.get("step"))
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from clustering.faults import fault_point
+
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 STATUS_FILE = "status.json"
@@ -132,6 +134,12 @@ class RunWriter:
         # One write call per line, opened in append mode: a reader sees whole lines or a torn
         # last line, which read_metrics skips.
         with open(self.dir / METRICS_FILE, "a", encoding="utf-8") as fh:
+
+            def tear() -> None:  # what a kill in the middle of the write leaves: half a line
+                fh.write(line[: len(line) // 2])
+                fh.flush()
+
+            fault_point("metrics", row.get("step"), before_kill=tear)
             fh.write(line + "\n")
             fh.flush()
 
@@ -156,6 +164,8 @@ class RunWriter:
     def write_predictions(self, **arrays: np.ndarray) -> None:
         with atomic_path(self.dir / PREDICTIONS_FILE) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, **arrays)
+            fh.flush()
+            fault_point("predictions")
 
     def stop_requested(self) -> bool:
         return (self.dir / STOP_FILE).exists()
@@ -163,6 +173,30 @@ class RunWriter:
     def clear_stop_request(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self.dir / STOP_FILE).unlink()
+
+    def rewind(self, step: int) -> int:
+        """Make the directory agree with a checkpoint at ``step`` before a resume continues from it.
+
+        A run killed after an evaluation but before its checkpoint has metrics rows past the
+        checkpoint, which the resumed run writes again, and a kill inside an append leaves a torn
+        line that the next append would glue its row onto. Rewrite ``metrics.jsonl`` atomically
+        with the whole rows up to ``step``, and remove temporary files of interrupted writes.
+        Returns the number of metrics lines dropped.
+        """
+        path = self.dir / METRICS_FILE
+        dropped = 0
+        if path.exists():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            rows = read_metrics(self.dir)
+            keep = [r for r in rows if not isinstance(r.get("step"), int) or r["step"] <= step]
+            dropped = len([line for line in lines if line.strip()]) - len(keep)
+            if dropped:
+                text = "".join(json.dumps(r, default=_json_default) + "\n" for r in keep)
+                atomic_write_bytes(path, text.encode("utf-8"))
+        for tmp in [*self.dir.glob(".*.tmp"), *(self.dir / CHECKPOINT_DIR).glob(".*.tmp")]:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        return dropped
 
 
 class NullWriter(RunWriter):
@@ -183,6 +217,9 @@ class NullWriter(RunWriter):
 
     def write_predictions(self, **arrays: np.ndarray) -> None:
         pass
+
+    def rewind(self, step: int) -> int:
+        return 0
 
     def stop_requested(self) -> bool:
         return False

@@ -26,6 +26,7 @@ from clustering.config import TrainConfig
 from clustering.data import DataSet, load_dataset
 from clustering.errors import ConfigError
 from clustering.evaluation import evaluate_run, evaluation_row
+from clustering.faults import fault_point
 from clustering.metrics import SCALAR_KEYS
 from clustering.runs import NullWriter, RunWriter, checkpoint_path, new_run_id
 from clustering.setup import load_run_config, pick_device, prepare_data, resolve_config, split_batch
@@ -103,6 +104,7 @@ class TrainingLoop:
     def evaluate(self) -> dict[str, Any]:
         emb = self.trainer.embed()
         s = self.state
+        fault_point("evaluation", s.step)
         parts = {k: v / max(s.epoch_batches, 1) for k, v in s.epoch_sums.items()}
 
         def score() -> tuple[dict[str, Any], Any]:  # rank 0: metrics, files, and the best-metric value
@@ -340,6 +342,7 @@ def _train(config: TrainConfig | None, resume: str | Path | None, overrides: dic
         trainer.load_state_dict(ckpt)
         state = Progress.from_checkpoint(ckpt)
         writer.clear_stop_request()
+        writer.rewind(state.step)
     else:
         writer.write_config(config.to_dict())
     show = (sys.stderr.isatty() if progress is None else progress) and is_main

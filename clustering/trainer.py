@@ -21,6 +21,7 @@ from clustering.checkpoint import capture_rng, restore_rng
 from clustering.config import TrainConfig
 from clustering.data import DataSet
 from clustering.evaluation import embed_all
+from clustering.faults import fault_point
 from clustering.methods import Batch, EpochContext
 from clustering.self_label import SelfLabelSettings, SelfLabelStep
 from clustering.setup import build_method, build_optimizer, build_scheduler, seed_everything
@@ -118,6 +119,7 @@ class Trainer:
             raise NonFiniteLoss(f"loss became {loss.item()}")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        fault_point("step", self.steps_done + 1)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.steps_done += 1

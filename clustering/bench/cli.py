@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from clustering.bench.experiments import DEGENERACY_VARIANTS, cmd_degeneracy, cmd_lnscc_ceiling
+from clustering.bench.faults import cmd_faults
 from clustering.bench.quality import cmd_ablation, cmd_quality
 from clustering.bench.speed import cmd_distributed, cmd_speed
 
@@ -104,6 +105,21 @@ def _add_experiment_parsers(bsub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_degeneracy, eval_every=1, seeds=1)
 
 
+def _add_faults_parser(bsub: argparse._SubParsersAction) -> None:
+    p = bsub.add_parser("faults", help="kill (SIGKILL at each fault point), stop and resume runs: what survives")
+    p.add_argument("--kills", type=int, default=20, help="runs killed with SIGKILL, then resumed")
+    p.add_argument("--stops", type=int, default=20, help="runs stopped with SIGTERM, and as many with a STOP file")
+    p.add_argument("--torchrun", type=int, default=2, help="2-process torchrun runs with one rank killed")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--image-size", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--results", default="bench_results")
+    p.add_argument("--name")
+    p.set_defaults(func=cmd_faults)
+
+
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="benchmarks that print tables (quality, ablation, speed)")
     bsub = bench.add_subparsers(dest="bench_command", required=True)
@@ -111,3 +127,4 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     _add_quality_parsers(bsub)
     _add_speed_parsers(bsub)
     _add_experiment_parsers(bsub)
+    _add_faults_parser(bsub)
