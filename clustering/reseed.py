@@ -37,6 +37,11 @@ def last_linear(head: nn.Module) -> nn.Linear:
     return linears[-1]
 
 
+def maybe_reseeder(enabled: bool, num_clusters: int, num_samples: int) -> EmptyClusterReseeder | None:
+    """A reseeder with a window of one epoch (``num_samples`` images) when ``enabled``."""
+    return EmptyClusterReseeder(num_clusters, num_samples) if enabled else None
+
+
 class EmptyClusterReseeder(nn.Module):
     """Counts training argmaxes over a window of ``window`` images and re-seeds the empty clusters.
 

@@ -449,3 +449,25 @@ def test_gather_views_gathers_each_view_on_its_own() -> None:
     assert [v.flatten().tolist() for v in views] == [[0, 1, 100, 101], [2, 3, 102, 103], [4, 5, 104, 105]]
     with pytest.raises(ValueError, match="do not split into 4 views"):
         batch.gather_views(stacked, 4)
+
+
+@pytest.mark.parametrize("name", ["uccc", "cc", "sacc", "gcc"])
+def test_reseed_empty_splits_the_only_used_cluster_in_every_image_method(name: str, digits: DataSet) -> None:
+    from clustering.reseed import last_linear
+
+    small = DataSet(inputs=digits.inputs[:32], labels=digits.labels[:32], class_names=digits.class_names,
+                    name="digits", num_classes=10)  # fmt: skip
+    method, config, views = setup(name, small, reseed_empty=True)
+    layer = last_linear(method.model.cluster_head)
+    with torch.no_grad():
+        layer.bias.zero_()
+        layer.bias[3] = 50.0  # every image picks cluster 3: nine clusters are empty
+    one_step(method, config, views, small, n=16)
+    one_step(method, config, views, small, n=16)  # 32 images seen: the window (one epoch) is full
+    before = layer.weight.detach().clone()
+    one_step(method, config, views, small, n=16)  # the re-seeding happens before this step's forward
+    assert int(method.reseeder.reseeds) == 1  # one donor (cluster 3) splits once per window
+    changed = (layer.weight.detach() != before).any(dim=1).nonzero().flatten().tolist()
+    assert changed == [0, 3]  # the first empty cluster took half of cluster 3
+    bias = layer.bias.detach()
+    assert float(bias[0]) == float(bias[3]) == pytest.approx(50.0 - math.log(2.0))

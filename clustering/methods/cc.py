@@ -10,6 +10,7 @@ from clustering.losses import balance_loss, cc_cluster_loss, nt_xent
 from clustering.methods.common import paper_adam_defaults, require_images
 from clustering.methods.registry import Batch, ClusterMethod, StepOutput, register_method
 from clustering.models import ClusterModel
+from clustering.reseed import maybe_reseeder
 
 
 @dataclass
@@ -20,11 +21,13 @@ class CCParams:
     cluster_temperature: tau_C of the cluster-level NT-Xent (Eq. 5).
     entropy: add log C - H(p) for each view (Eq. 6); off reproduces "CC without its entropy
         term", which the UCCC paper (Fig. 3) shows degenerating.
+    reseed_empty: re-seed clusters that stay empty (:mod:`clustering.reseed`); not in the paper.
     """
 
     instance_temperature: float = 0.5
     cluster_temperature: float = 1.0
     entropy: bool = True
+    reseed_empty: bool = False
 
     def validate(self) -> None:
         if self.instance_temperature <= 0 or self.cluster_temperature <= 0:
@@ -49,14 +52,19 @@ class CC(ClusterMethod):
         require_images(model, self.name)
         self.model = model
         self.params = params
+        self.reseeder = maybe_reseeder(params.reseed_empty, model.num_clusters, num_samples)
 
     def training_step(self, batch: Batch) -> StepOutput:
         p = self.params
+        if self.reseeder is not None:
+            self.reseeder.step(self.model.cluster_head)
         views = torch.cat([batch.views.weak(batch.inputs), batch.views.weak(batch.inputs)])
         out = self.model(views)
         # Under DDP the negatives, the probability columns and the entropy span the global batch:
         # gather each view separately (rows stay in sample order); the identity in one process.
         p_a, p_b = batch.gather_views(out.probs, 2)
+        if self.reseeder is not None:
+            self.reseeder.observe(p_a.detach())
         loss_ins = nt_xent(*batch.gather_views(out.z, 2), p.instance_temperature)
         loss_clu = cc_cluster_loss(p_a, p_b, p.cluster_temperature, entropy=p.entropy)
         with torch.no_grad():  # logged whether or not it is optimised: shows a collapse coming

@@ -54,6 +54,7 @@ from clustering.methods.common import fetch, out_features, require_images
 from clustering.methods.defaults import TrainDefaults
 from clustering.methods.registry import Batch, ClusterMethod, EpochContext, StepOutput, register_method
 from clustering.models import ClusterModel
+from clustering.reseed import maybe_reseeder
 
 
 @dataclass
@@ -70,6 +71,7 @@ class GCCParams:
         which saturate at practical batch sizes; see the module docstring).
     instance_views: RGC also sees a second view of every batch image, as the authors' code does
         (the paper's Eq. 8 has one view per image and only graph links as positives).
+    reseed_empty: re-seed clusters that stay empty (:mod:`clustering.reseed`); not in the paper.
 
     Backbone defaults (``train_defaults.by_backbone``): on ``cnn`` rgc_temperature is 0.5.
     """
@@ -84,6 +86,7 @@ class GCCParams:
     include_self: bool = True
     agc_cosine: bool = True
     instance_views: bool = False
+    reseed_empty: bool = False
 
     def validate(self) -> None:
         if self.neighbors < 1:
@@ -168,6 +171,7 @@ class GCC(ClusterMethod):
         self.register_buffer("neighbors", torch.zeros(num_samples, params.neighbors, dtype=torch.long))
         self.register_buffer("degree", torch.ones(num_samples))
         self.register_buffer("graph_ready", torch.tensor(False))
+        self.reseeder = maybe_reseeder(params.reseed_empty, model.num_clusters, num_samples)
 
     # ------------------------------------------------------------------ graph
 
@@ -216,6 +220,8 @@ class GCC(ClusterMethod):
 
     def training_step(self, batch: Batch) -> StepOutput:
         p = self.params
+        if self.reseeder is not None:
+            self.reseeder.step(self.model.cluster_head)
         x, views = batch.inputs, batch.views
         if not bool(self.graph_ready):  # the trainer builds it in on_epoch_start; other callers get it here
             if batch.dataset_inputs is None:
@@ -232,6 +238,8 @@ class GCC(ClusterMethod):
         z = torch.cat(batch.gather_views(out.z, len(blocks)))
         probs = batch.gather_views(out.probs, len(blocks))
         q, q_nbr = probs[0], probs[-1]
+        if self.reseeder is not None:
+            self.reseeder.observe(q.detach())
         weights = batch_weights(samples, self.neighbors, self.degree).to(z.device)
         loss_rgc = graph_contrastive_loss(z, weights, p.rgc_temperature)
         loss_agc = assignment_contrastive_loss(q, q_nbr, p.agc_temperature, cosine=p.agc_cosine)

@@ -19,6 +19,7 @@ from clustering.losses import cc_cluster_loss, nt_xent
 from clustering.methods.common import paper_adam_defaults, require_images
 from clustering.methods.registry import Batch, ClusterMethod, StepOutput, register_method
 from clustering.models import ClusterModel
+from clustering.reseed import maybe_reseeder
 
 
 @dataclass
@@ -29,6 +30,7 @@ class SACCParams:
     sigma: weight of the three cluster losses (1; the design notes 0.5 for CIFAR-100).
     entropy: CC's log C - H term inside every cluster loss.
     ra_n / ra_m: RandAugment's number of ops per image and magnitude (0..10 scale).
+    reseed_empty: re-seed clusters that stay empty (:mod:`clustering.reseed`); not in the paper.
     """
 
     instance_temperature: float = 0.5
@@ -37,6 +39,7 @@ class SACCParams:
     entropy: bool = True
     ra_n: int = 5
     ra_m: int = 10
+    reseed_empty: bool = False
 
     def validate(self) -> None:
         if self.instance_temperature <= 0 or self.cluster_temperature <= 0:
@@ -65,9 +68,12 @@ class SACC(ClusterMethod):
         require_images(model, self.name)
         self.model = model
         self.params = params
+        self.reseeder = maybe_reseeder(params.reseed_empty, model.num_clusters, num_samples)
 
     def training_step(self, batch: Batch) -> StepOutput:
         p = self.params
+        if self.reseeder is not None:
+            self.reseeder.step(self.model.cluster_head)
         x, views = batch.inputs, batch.views
         strong = views.strong(x, n=p.ra_n, m=p.ra_m)
         out = self.model(torch.cat([views.weak(x), views.weak(x), strong]))
@@ -75,6 +81,8 @@ class SACC(ClusterMethod):
         # separately (rows stay in sample order); the identity in one process.
         z1, z2, zs = batch.gather_views(out.z, 3)
         p1, p2, ps = batch.gather_views(out.probs, 3)
+        if self.reseeder is not None:
+            self.reseeder.observe(p1.detach())
         t_i, t_c = p.instance_temperature, p.cluster_temperature
         loss_ins = nt_xent(z1, z2, t_i) + nt_xent(z2, zs, t_i)
         loss_clu = (

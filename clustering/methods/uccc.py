@@ -14,7 +14,7 @@ from clustering.losses import nt_xent, uccc_cluster_loss
 from clustering.methods.common import paper_adam_defaults, require_images
 from clustering.methods.registry import Batch, ClusterMethod, StepOutput, register_method
 from clustering.models import ClusterModel
-from clustering.reseed import EmptyClusterReseeder
+from clustering.reseed import maybe_reseeder
 
 
 @dataclass
@@ -146,7 +146,7 @@ class UCCC(ClusterMethod):
             # exactly zero gradient: drop it rather than carry a dead parameter.
             model.cluster_head[-1].register_parameter("bias", None)
             model.cluster_head.append(nn.BatchNorm1d(model.num_clusters, affine=params.logit_norm_affine))
-        self.reseeder = EmptyClusterReseeder(model.num_clusters, num_samples) if params.reseed_empty else None
+        self.reseeder = maybe_reseeder(params.reseed_empty, model.num_clusters, num_samples)
 
     def training_step(self, batch: Batch) -> StepOutput:
         p = self.params
