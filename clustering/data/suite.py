@@ -2,11 +2,12 @@
 
 The defaults must hold on data nobody tuned them for, so they are measured on a suite that varies
 what the defaults depend on: channels (grayscale, colour), native size (8 to 64 px), N (400 to
-3,600) and C (10, 20, 40). Every set is deterministic (fixed selection seed).
+4,000) and C (10, 20, 40, 200). Every set is deterministic (fixed selection seed).
 
 - Embedded (scikit-learn's digits, offline): ``digits-64`` (upsampled to 64 px), ``digits-rot20``
   (each digit upright and turned 90 degrees: 20 classes), ``digits-pairs40`` (two-digit numbers,
-  400 images of 40 classes: the "few images per class" regime).
+  400 images of 40 classes: the "few images per class" regime), ``digits-pairs200`` (all 100
+  two-digit numbers, upright and turned: 200 classes of 20 images).
 - From ``../shared/data`` (``--root`` may name the set's own folder or the folder holding it):
   ``mnist-1k`` (1,000 MNIST test images, 100 per class), ``cifar10-2k`` (2,000 CIFAR-10 test
   images, colour), ``cifar10-flip20`` (2,000 CIFAR-10 test images, half of them upside down:
@@ -24,7 +25,8 @@ from clustering.data.base import DataError, DataSet, DataSourceSpec, register_so
 from clustering.data.sources import load_digits, load_imagefolder, load_mnist_test
 
 SUITE_SEED = 20261201
-SUITE = ("digits-64", "digits-rot20", "digits-pairs40", "mnist-1k", "cifar10-2k", "cifar10-flip20")
+SUITE = ("digits-64", "digits-rot20", "digits-pairs40", "digits-pairs200", "mnist-1k", "cifar10-2k",
+         "cifar10-flip20")
 
 
 def _subfolder(root: str | Path | None, dataset: str, name: str) -> Path:
@@ -82,6 +84,25 @@ def load_digits_pairs40(root: str | Path | None = None, split: str = "both", **_
     return _dataset(images, labels, [f"{a}{b}" for a, b in pairs], "digits-pairs40")
 
 
+def load_digits_pairs200(root: str | Path | None = None, split: str = "both", **_: object) -> DataSet:
+    """Every two-digit number 00-99, upright (classes 0-99) and turned 90 degrees (100-199), 20
+    images each (4,000 images, 16 px): 200 clusters, the scale of the UCCC paper's Tiny-ImageNet."""
+    digits = load_digits(split=split)
+    rng = np.random.default_rng(SUITE_SEED)
+    labels = np.repeat(np.arange(200), 20)
+    images = torch.zeros(len(labels), 1, 16, 16, dtype=torch.uint8)
+    by_class = {c: np.flatnonzero(digits.labels == c) for c in range(10)}
+    raw = digits.inputs[:, :, ::2, ::2] if digits.inputs.shape[-1] == 16 else digits.inputs  # back to 8 px
+    for i, label in enumerate(labels):
+        a, b = divmod(int(label) % 100, 10)
+        images[i, :, 4:12, 0:8] = raw[rng.choice(by_class[a])]
+        images[i, :, 4:12, 8:16] = raw[rng.choice(by_class[b])]
+    turned = torch.from_numpy(labels >= 100)
+    images[turned] = torch.rot90(images[turned], 1, dims=(2, 3))
+    names = [f"{n:02d}" for n in range(100)] + [f"{n:02d} turned" for n in range(100)]
+    return _dataset(images, labels, names, "digits-pairs200")
+
+
 def load_mnist_1k(root: str | Path | None = None, split: str = "test", **_: object) -> DataSet:
     """1,000 MNIST test images, 100 per class."""
     mnist = load_mnist_test(require_root(root, "mnist-1k"), split="test")
@@ -119,6 +140,8 @@ for _spec in (
                    "(embedded)", False, 20),
     DataSourceSpec("digits-pairs40", load_digits_pairs40, "suite: 400 two-digit numbers, 40 classes (embedded)",
                    False, 40),
+    DataSourceSpec("digits-pairs200", load_digits_pairs200, "suite: 4,000 two-digit numbers upright and turned, "
+                   "200 classes (embedded)", False, 200),
     DataSourceSpec("mnist-1k", load_mnist_1k, "suite: 1,000 MNIST test images (--root: mnist-test or its parent)",
                    True, 10),
     DataSourceSpec("cifar10-2k", load_cifar10_2k, "suite: 2,000 CIFAR-10 test images (--root: cifar10-test or its "
