@@ -54,6 +54,9 @@ class UCCCParams:
     reseed_empty: DeepCluster's empty-cluster fix (:mod:`clustering.reseed`): a cluster that no
         training image chose over the last epoch's images takes half of the largest cluster (its
         head row, split by a small random perturbation). Not in the paper; no loss term.
+    reseed_from: with ``reseed_empty``, start counting (and re-seeding) at this share of the run's
+        progress, so that the loss recruits clusters on its own first and only the clusters still
+        empty then are re-seeded.
     strong_view: add SACC's third view (weak, then RandAugment with ``ra_n`` ops of magnitude up
         to ``ra_m``): instance loss ins(w1, w2) + ins(w2, s) as in SACC, community graphs over all
         3N views, and Eq. 6 averaged over the view pairs (w1, w2), (w1, s), (w2, s). Not in the
@@ -79,6 +82,7 @@ class UCCCParams:
     center: bool = False
     warmup_steps: int = 0
     reseed_empty: bool = False
+    reseed_from: float = 0.0
     strong_view: bool = True
     ra_n: int = 5
     ra_m: int = 10
@@ -96,6 +100,8 @@ class UCCCParams:
             raise ValueError(f"pos_fraction must be in (0, 1], got {self.pos_fraction}")
         if not 0.0 < self.neg_fraction < 1.0:
             raise ValueError(f"neg_fraction must be in (0, 1), got {self.neg_fraction}")
+        if not 0.0 <= self.reseed_from < 1.0:
+            raise ValueError(f"reseed_from must be in [0, 1), got {self.reseed_from}")
         if self.logit_norm_until is not None and not 0.0 < self.logit_norm_until <= 1.0:
             raise ValueError(f"logit_norm_until must be in (0, 1], got {self.logit_norm_until}")
         if self.warmup_steps < 0:
@@ -150,7 +156,8 @@ class UCCC(ClusterMethod):
 
     def training_step(self, batch: Batch) -> StepOutput:
         p = self.params
-        if self.reseeder is not None:
+        reseeding = self.reseeder is not None and batch.progress >= p.reseed_from
+        if reseeding:
             self.reseeder.step(self.model.cluster_head)  # before the forward: it edits the head in place
         head_norm = self.model.cluster_head[-1]
         if isinstance(head_norm, FreezingLogitNorm) and batch.progress >= (p.logit_norm_until or 1.0):
@@ -164,7 +171,7 @@ class UCCC(ClusterMethod):
         # separately so the rows stay [view 1 (N); view 2 (N); ...] (the identity in one process).
         z = batch.gather_views(out.z, len(inputs))
         probs = batch.gather_views(out.probs, len(inputs))
-        if self.reseeder is not None:
+        if reseeding:
             self.reseeder.observe(probs[0].detach())
         loss_ins = nt_xent(z[0], z[1], p.instance_temperature)
         if p.strong_view:
