@@ -86,3 +86,22 @@ def test_the_window_state_is_in_the_checkpoint() -> None:
     resumed = EmptyClusterReseeder(4, window=10)
     resumed.load_state_dict(state)
     assert resumed.counts.tolist() == [0, 2, 0, 1] and int(resumed.seen) == 3
+
+
+def test_a_donor_of_two_groups_is_split_between_them() -> None:
+    """Bisecting k-means's split: the principal direction of the donor's members separates two
+    groups of them exactly, where a random direction would cut across both."""
+    torch.manual_seed(0)
+    layer = nn.Linear(6, 3)
+    head = nn.Sequential(layer)
+    with torch.no_grad():
+        layer.bias.copy_(torch.tensor([20.0, 0.0, 0.0]))  # everything in cluster 0
+    group_a = torch.randn(20, 6) * 0.1 + torch.tensor([2.0, 0, 0, 0, 0, 0])
+    group_b = torch.randn(20, 6) * 0.1 - torch.tensor([2.0, 0, 0, 0, 0, 0])
+    h = torch.cat([group_a, group_b])
+    reseeder = EmptyClusterReseeder(3, window=40, feature_dim=6)
+    reseeder.observe(head(h).softmax(dim=1), h, head)
+    assert reseeder.step(head) == [(1, 0)]
+    chosen = head(h).argmax(dim=1)
+    assert len(set(chosen[:20].tolist())) == 1 and len(set(chosen[20:].tolist())) == 1
+    assert set(chosen.tolist()) == {0, 1}

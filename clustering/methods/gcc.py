@@ -171,7 +171,7 @@ class GCC(ClusterMethod):
         self.register_buffer("neighbors", torch.zeros(num_samples, params.neighbors, dtype=torch.long))
         self.register_buffer("degree", torch.ones(num_samples))
         self.register_buffer("graph_ready", torch.tensor(False))
-        self.reseeder = maybe_reseeder(params.reseed_empty, model.num_clusters, num_samples)
+        self.reseeder = maybe_reseeder(params.reseed_empty, model.cluster_head, num_samples)
 
     # ------------------------------------------------------------------ graph
 
@@ -239,7 +239,7 @@ class GCC(ClusterMethod):
         probs = batch.gather_views(out.probs, len(blocks))
         q, q_nbr = probs[0], probs[-1]
         if self.reseeder is not None:
-            self.reseeder.observe(q.detach())
+            self.reseeder.observe(q.detach(), batch.gather_views(out.h, len(blocks))[0], self.model.cluster_head)
         weights = batch_weights(samples, self.neighbors, self.degree).to(z.device)
         loss_rgc = graph_contrastive_loss(z, weights, p.rgc_temperature)
         loss_agc = assignment_contrastive_loss(q, q_nbr, p.agc_temperature, cosine=p.agc_cosine)

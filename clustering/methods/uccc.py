@@ -152,7 +152,7 @@ class UCCC(ClusterMethod):
             # exactly zero gradient: drop it rather than carry a dead parameter.
             model.cluster_head[-1].register_parameter("bias", None)
             model.cluster_head.append(nn.BatchNorm1d(model.num_clusters, affine=params.logit_norm_affine))
-        self.reseeder = maybe_reseeder(params.reseed_empty, model.num_clusters, num_samples)
+        self.reseeder = maybe_reseeder(params.reseed_empty, model.cluster_head, num_samples)
 
     def training_step(self, batch: Batch) -> StepOutput:
         p = self.params
@@ -172,7 +172,7 @@ class UCCC(ClusterMethod):
         z = batch.gather_views(out.z, len(inputs))
         probs = batch.gather_views(out.probs, len(inputs))
         if reseeding:
-            self.reseeder.observe(probs[0].detach())
+            self.reseeder.observe(probs[0].detach(), batch.gather_views(out.h, len(inputs))[0], self.model.cluster_head)
         loss_ins = nt_xent(z[0], z[1], p.instance_temperature)
         if p.strong_view:
             loss_ins = loss_ins + nt_xent(z[1], z[2], p.instance_temperature)
