@@ -131,9 +131,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress = False if args.no_progress else None
     if args.resume:
         overrides = {k: getattr(args, k) for k in ("epochs", "minutes", "max_steps") if getattr(args, k) is not None}
-        result = train(resume=args.resume, overrides=overrides, progress=progress)
+        result = train(resume=args.resume, overrides=overrides, progress=progress, exit_after=True)
     else:
-        result = train(config_from_args(args), progress=progress)
+        result = train(config_from_args(args), progress=progress, exit_after=True)
     if result.rank != 0:  # under torchrun every process trains; rank 0 reports
         return 0
     m = result.metrics

@@ -253,8 +253,9 @@ class TrainingLoop:
                 return "finished", HALT_REASONS[halt]
         return "finished", "epochs done"
 
-    def run(self, fresh: bool) -> TrainResult:
-        """``fit`` with the run directory kept consistent whatever happens (crash, NaN, signal)."""
+    def run(self, fresh: bool, exit_after: bool = False) -> TrainResult:
+        """``fit`` with the run directory kept consistent whatever happens (crash, NaN, signal).
+        ``exit_after``: see :func:`train`."""
         s = self.state
         handlers = {}
         if threading.current_thread() is threading.main_thread():
@@ -267,6 +268,8 @@ class TrainingLoop:
                 self.evaluate()
             self.save("last")
             self.writer.set_status(state, step=s.step, epoch=s.epoch, reason=reason)
+            if exit_after:  # written: from here a late signal has nothing to stop
+                handlers = {sig: signal.SIG_IGN for sig in handlers}
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 self.writer.set_status("stopped", step=s.step, epoch=s.epoch, reason="interrupted")
@@ -289,6 +292,7 @@ def train(
     progress: bool | None = None,
     on_step: StepCallback | None = None,
     data: DataSet | None = None,
+    exit_after: bool = False,
 ) -> TrainResult:
     """Train a run (new from ``config``, or continued from the run directory ``resume``).
 
@@ -300,16 +304,22 @@ def train(
     calls this; ``config.batch_size`` is the global batch, each process trains on its slice with
     DDP, the batch-level losses see the global batch, and rank 0 alone writes the run directory.
     ``on_step`` runs on every rank; ``TrainResult.rank`` says which one returned.
+
+    ``exit_after``: the caller exits once this returns (the CLI). A SIGTERM or Ctrl-C that arrives
+    after the run is written is then ignored rather than killing a process that has nothing left
+    to save with a signal exit code (a scheduler would see a failed job for a finished run);
+    otherwise the previous handlers are restored, as a library call must.
     """
     owns_group = distributed.init()
     try:
-        return _train(config, resume, overrides, progress, on_step, data)
+        return _train(config, resume, overrides, progress, on_step, data, exit_after)
     finally:
         distributed.shutdown(owns_group)
 
 
 def _train(config: TrainConfig | None, resume: str | Path | None, overrides: dict[str, Any] | None,
-           progress: bool | None, on_step: StepCallback | None, data: DataSet | None) -> TrainResult:  # fmt: skip
+           progress: bool | None, on_step: StepCallback | None, data: DataSet | None,
+           exit_after: bool = False) -> TrainResult:  # fmt: skip
     is_main, world, rank = distributed.is_main(), distributed.world_size(), distributed.rank()
     if resume is not None:
         run_dir = Path(resume)
@@ -349,7 +359,7 @@ def _train(config: TrainConfig | None, resume: str | Path | None, overrides: dic
     loop = TrainingLoop(trainer, writer, state, show, on_step)  # budgets count from here
     writer.set_status("running", step=state.step, epoch=state.epoch, device=str(device), run_id=run_dir.name,
                       resumed=resume is not None, world_size=world)  # fmt: skip
-    return loop.run(fresh=resume is None)
+    return loop.run(fresh=resume is None, exit_after=exit_after)
 
 
 def _resumed_config(run_dir: Path, overrides: dict[str, Any], world: int) -> TrainConfig:
