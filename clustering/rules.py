@@ -136,7 +136,7 @@ FIELD_RULES: dict[str, Choices | Range] = {
     "eval_every": POSITIVE_INT,
     "eval_batch_size": POSITIVE_INT,
     "checkpoint_minutes": POSITIVE,
-    "self_label": Range(0, 1, high_open=True, why="the share of the run after which the stage starts"),
+    "self_label": Range(0, 1, high_open=True, why="the fraction of the run after which the stage starts"),
     "self_label_threshold": Range(0, 1, high_open=True),
     "self_label_weight": POSITIVE,
     "world_size": POSITIVE_INT,
