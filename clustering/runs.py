@@ -175,21 +175,15 @@ class RunWriter:
             (self.dir / STOP_FILE).unlink()
 
     def rewind(self, step: int) -> int:
-        """Make the directory agree with a checkpoint at ``step`` before a resume continues from it.
-
-        A run killed after an evaluation but before its checkpoint has metrics rows past the
-        checkpoint, which the resumed run writes again, and a kill inside an append leaves a torn
-        line that the next append would glue its row onto. Rewrite ``metrics.jsonl`` atomically
-        with the whole rows up to ``step``, and remove temporary files of interrupted writes.
-        Returns the number of metrics lines dropped.
-        """
-        path = self.dir / METRICS_FILE
-        dropped = 0
+        """Before a resume from a checkpoint at ``step``: keep the whole metrics rows up to it (a
+        kill after an evaluation but before its checkpoint left a row the resume writes again; a
+        kill inside an append, a torn line the next row would be glued onto), rewritten
+        atomically, and remove temporary files of interrupted writes. Returns lines dropped."""
+        path, dropped = self.dir / METRICS_FILE, 0
         if path.exists():
-            lines = path.read_text(encoding="utf-8").splitlines()
-            rows = read_metrics(self.dir)
-            keep = [r for r in rows if not isinstance(r.get("step"), int) or r["step"] <= step]
-            dropped = len([line for line in lines if line.strip()]) - len(keep)
+            lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            keep = [r for r in read_metrics(self.dir) if not isinstance(r.get("step"), int) or r["step"] <= step]
+            dropped = len(lines) - len(keep)
             if dropped:
                 text = "".join(json.dumps(r, default=_json_default) + "\n" for r in keep)
                 atomic_write_bytes(path, text.encode("utf-8"))

@@ -8,7 +8,6 @@ Setup lives in :mod:`clustering.setup`, the step in :mod:`clustering.trainer`, e
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import sys
@@ -23,6 +22,7 @@ from typing import Any
 from clustering import distributed
 from clustering.checkpoint import load_checkpoint, save_checkpoint
 from clustering.config import TrainConfig
+from clustering.console import announce_data_defaults, fmt, log_epoch
 from clustering.data import DataSet, load_dataset
 from clustering.errors import ConfigError
 from clustering.evaluation import evaluate_run, evaluation_row
@@ -222,7 +222,7 @@ class TrainingLoop:
             self.on_step(s.step, parts)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{parts['loss']:.4f}", acc=_fmt(self.last_eval.get("acc")))
+            bar.set_postfix(loss=f"{parts['loss']:.4f}", acc=fmt(self.last_eval.get("acc")))
         now = time.time()
         if now - self.last_heartbeat > 2.0:
             self.writer.heartbeat(step=s.step, epoch=s.epoch, epoch_progress=s.batch_in_epoch / self.steps_per_epoch,
@@ -245,7 +245,7 @@ class TrainingLoop:
             if s.epoch % cfg.eval_every == 0 or s.epoch == cfg.epochs:
                 row = self.evaluate()
                 if self.is_main:
-                    _log_epoch(row, self.show)
+                    log_epoch(row, self.show)
             s.epoch_sums, s.epoch_batches = {}, 0
             self.save("last")
             halt, _ = self.agreed_halt(with_stop=False)
@@ -387,22 +387,6 @@ def _read_last(run_dir: Path, map_location: Any) -> dict[str, Any]:
     if last is None:
         raise ConfigError(f"{str(run_dir)!r} has no checkpoints/last.pt to resume from")
     return load_checkpoint(last, map_location=map_location)
-
-
-def announce_data_defaults(config: TrainConfig) -> None:
-    """Print the defaults chosen from the data, and why (one line each, on stderr)."""
-    for name, choice in config.data_defaults.items():
-        print(f"default {name} = {choice['value']}: {choice['reason']}", file=sys.stderr, flush=True)
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
-
-
-def _log_epoch(row: dict[str, Any], show: bool) -> None:
-    keys = ("loss", "acc", "nmi", "ari", "jsd", "confidence", "n_nonempty")
-    text = " ".join(f"{k}={_fmt(row.get(k)) if k != 'n_nonempty' else row.get(k)}" for k in keys if k in row)
-    print(f"epoch {row['epoch']:>4} step {row['step']:>6} {text}", flush=True, file=sys.stderr if show else sys.stdout)
 
 
 os.environ.setdefault("KMP_WARNINGS", "0")

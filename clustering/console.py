@@ -1,0 +1,25 @@
+"""What a training run prints: the data-derived defaults, and one line per evaluation."""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+from clustering.config import TrainConfig
+
+
+def announce_data_defaults(config: TrainConfig) -> None:
+    """Print the defaults chosen from the data, and why (one line each, on stderr)."""
+    for name, choice in config.data_defaults.items():
+        print(f"default {name} = {choice['value']}: {choice['reason']}", file=sys.stderr, flush=True)
+
+
+def fmt(value: float | None) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def log_epoch(row: dict[str, Any], show: bool) -> None:
+    keys = ("loss", "acc", "nmi", "ari", "jsd", "confidence", "n_nonempty")
+    text = " ".join(f"{k}={fmt(row.get(k)) if k != 'n_nonempty' else row.get(k)}" for k in keys if k in row)
+    print(f"epoch {row['epoch']:>4} step {row['step']:>6} {text}", flush=True, file=sys.stderr if show else sys.stdout)
