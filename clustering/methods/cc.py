@@ -64,7 +64,7 @@ class CC(ClusterMethod):
         # gather each view separately (rows stay in sample order); the identity in one process.
         p_a, p_b = batch.gather_views(out.probs, 2)
         if self.reseeder is not None:
-            self.reseeder.observe(p_a.detach(), batch.gather_views(out.h, 2)[0], self.model.cluster_head)
+            self.reseeder.observe(p_a.detach(), batch.first_view_rows(out.h), self.model.cluster_head)
         loss_ins = nt_xent(*batch.gather_views(out.z, 2), p.instance_temperature)
         loss_clu = cc_cluster_loss(p_a, p_b, p.cluster_temperature, entropy=p.entropy)
         with torch.no_grad():  # logged whether or not it is optimised: shows a collapse coming

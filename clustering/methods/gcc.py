@@ -239,7 +239,7 @@ class GCC(ClusterMethod):
         probs = batch.gather_views(out.probs, len(blocks))
         q, q_nbr = probs[0], probs[-1]
         if self.reseeder is not None:
-            self.reseeder.observe(q.detach(), batch.gather_views(out.h, len(blocks))[0], self.model.cluster_head)
+            self.reseeder.observe(q.detach(), batch.first_view_rows(out.h), self.model.cluster_head)
         weights = batch_weights(samples, self.neighbors, self.degree).to(z.device)
         loss_rgc = graph_contrastive_loss(z, weights, p.rgc_temperature)
         loss_agc = assignment_contrastive_loss(q, q_nbr, p.agc_temperature, cosine=p.agc_cosine)

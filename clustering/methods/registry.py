@@ -78,6 +78,12 @@ class Batch:
         the augmentation generator, saved in checkpoints, so a resumed run draws the same."""
         return getattr(self.views, "generator", None)
 
+    def first_view_rows(self, rows: Tensor) -> Tensor:
+        """The first view's rows of ``rows`` (views stacked, this process's batch first), detached,
+        over the global batch: what a per-epoch statistic (the re-seeding counts) needs, with one
+        gather instead of one per view."""
+        return self.gather(rows.detach()[: self.inputs.shape[0]])
+
     def gather_views(self, rows: Tensor, views: int) -> list[Tensor]:
         """``rows`` of this process's views stacked as [view 1 (n); view 2 (n); ...] -> each view
         over the global batch, in rank order: the one place a method's step owns the DDP gather.

@@ -82,7 +82,7 @@ class SACC(ClusterMethod):
         z1, z2, zs = batch.gather_views(out.z, 3)
         p1, p2, ps = batch.gather_views(out.probs, 3)
         if self.reseeder is not None:
-            self.reseeder.observe(p1.detach(), batch.gather_views(out.h, 3)[0], self.model.cluster_head)
+            self.reseeder.observe(p1.detach(), batch.first_view_rows(out.h), self.model.cluster_head)
         t_i, t_c = p.instance_temperature, p.cluster_temperature
         loss_ins = nt_xent(z1, z2, t_i) + nt_xent(z2, zs, t_i)
         loss_clu = (

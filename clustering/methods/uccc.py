@@ -176,7 +176,7 @@ class UCCC(ClusterMethod):
         z = batch.gather_views(out.z, len(inputs))
         probs = batch.gather_views(out.probs, len(inputs))
         if reseeding:
-            self.reseeder.observe(probs[0].detach(), batch.gather_views(out.h, len(inputs))[0], self.model.cluster_head)
+            self.reseeder.observe(probs[0].detach(), batch.first_view_rows(out.h), self.model.cluster_head)
         loss_ins = nt_xent(z[0], z[1], p.instance_temperature)
         if p.strong_view:
             loss_ins = loss_ins + nt_xent(z[1], z[2], p.instance_temperature)
