@@ -26,12 +26,12 @@ class SelfLabelSettings:
     weight: float  # of the self-labelling loss beside the method's own
 
     def validate(self) -> None:
-        if not 0.0 <= self.start < 1.0:
-            raise ValueError(f"self_label start must be a fraction of the run in [0, 1), got {self.start}")
-        if not 0.0 <= self.threshold < 1.0:
-            raise ValueError(f"self_label_threshold must be in [0, 1), got {self.threshold}")
-        if not self.weight > 0:
-            raise ValueError(f"self_label_weight must be > 0, got {self.weight}")
+        """The same rules as the config's fields (:mod:`clustering.rules`); raises ConfigError."""
+        from clustering.rules import FIELD_RULES
+
+        for name, value in (("self_label", self.start), ("self_label_threshold", self.threshold),
+                            ("self_label_weight", self.weight)):  # fmt: skip
+            FIELD_RULES[name].check(name, value)
 
 
 class SelfLabelStep(nn.Module):

@@ -144,8 +144,8 @@ def _killed_at(stderr: str, run_dir: Path) -> int | None:
     point, step = match.group(1), match.group(2)
     if step != "None":
         return int(step) - 1 if point == "step" else int(step)  # a step killed before its update
-    rows = (final_metrics(run_dir) or {}).get("step")
-    return int(rows) if rows is not None else None
+    last_step = (final_metrics(run_dir) or {}).get("step")
+    return int(last_step) if last_step is not None else None
 
 
 def _resume(trial: Trial, s: FaultSettings, reference: dict[str, Any], args: list[str] | None = None) -> None:
@@ -223,12 +223,10 @@ def torchrun_trial(rank: int, s: FaultSettings, counts: dict[str, int]) -> Trial
     trial.exit_seconds = time.time() - float(killed.group(1)) if killed else None
     trial.interrupted_at = n - 1
     run_dir = s.out / trial.run_id
-    from clustering.runs import read_status
-
     trial.problems = inspect(run_dir)
     trial.readable = not trial.problems
     trial.resumed_from = checkpoint_step(run_dir)
-    trial.state_after = (read_status(run_dir) or {}).get("state")
+    trial.state_after = _state(run_dir)
     resume = subprocess.run([*launcher, "train", "--resume", str(run_dir), "--no-progress", "--device", "cpu"],
                             capture_output=True, text=True, env=_env(), timeout=s.timeout)  # fmt: skip
     trial.resumed = resume.returncode == 0 and "finished:" in resume.stdout
