@@ -27,10 +27,12 @@ st.set_page_config(page_title="Cluster Studio", page_icon=":material/scatter_plo
 PAGES = [
     st.Page("views/runs.py", title="Runs", icon=":material/table_rows:", default=True),
     st.Page("views/curves.py", title="Training curves", icon=":material/show_chart:"),
+    st.Page("views/story.py", title="Run story", icon=":material/timeline:"),
     st.Page("views/confusion.py", title="Confusion matrix", icon=":material/grid_on:"),
     st.Page("views/embedding.py", title="Embedding map", icon=":material/scatter_plot:"),
     st.Page("views/graph.py", title="Community graph", icon=":material/hub:"),
     st.Page("views/galleries.py", title="Galleries & failures", icon=":material/photo_library:"),
+    st.Page("views/compare.py", title="Compare runs", icon=":material/compare_arrows:"),
 ]
 
 page = st.navigation(PAGES)

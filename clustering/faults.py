@@ -24,7 +24,7 @@ from collections.abc import Callable
 ENV = "CLUSTER_STUDIO_FAULT"
 #: Under torchrun: only the process of this RANK fires (unset: every process).
 RANK_ENV = "CLUSTER_STUDIO_FAULT_RANK"
-POINTS = ("step", "evaluation", "metrics", "predictions", "checkpoint")
+POINTS = ("step", "evaluation", "metrics", "predictions", "history", "checkpoint")
 
 _passes: dict[str, int] = {}
 

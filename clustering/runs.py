@@ -8,6 +8,7 @@ Layout of ``runs/<run_id>/``::
     checkpoints/last.pt  latest checkpoint (atomic write)
     checkpoints/best.pt  best checkpoint by the run's ``best_metric``
     predictions.npz      per-sample index, cluster, confidence, label, probs, z, h
+    history.bin          every evaluation's cluster and confidence per sample (clustering.history)
     STOP                 present when someone asked the run to stop cleanly
 
 Readers must cope with any file being missing or half-written: every ``read_*`` function
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from clustering.faults import fault_point
+from clustering.history import HistoryWriter, read_history
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -121,6 +123,7 @@ class RunWriter:
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / CHECKPOINT_DIR).mkdir(exist_ok=True)
         self._status: dict[str, Any] = read_status(self.dir) or {}
+        self._history: HistoryWriter | None = None
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -167,6 +170,12 @@ class RunWriter:
             fh.flush()
             fault_point("predictions")
 
+    def append_history(self, step: int, epoch: int, cluster: np.ndarray, confidence: np.ndarray) -> None:
+        """One evaluation's clusters and confidences into ``history.bin`` (:mod:`clustering.history`)."""
+        if self._history is None or self._history.n != len(cluster):
+            self._history = HistoryWriter(self.dir, len(cluster))
+        self._history.append(step, epoch, cluster, confidence)
+
     def stop_requested(self) -> bool:
         return (self.dir / STOP_FILE).exists()
 
@@ -190,6 +199,11 @@ class RunWriter:
         for tmp in [*self.dir.glob(".*.tmp"), *(self.dir / CHECKPOINT_DIR).glob(".*.tmp")]:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+        history = read_history(self.dir)
+        if history is not None:
+            n = history.num_samples
+            del history
+            HistoryWriter(self.dir, n).rewind(step)
         return dropped
 
 
@@ -210,6 +224,9 @@ class NullWriter(RunWriter):
         pass
 
     def write_predictions(self, **arrays: np.ndarray) -> None:
+        pass
+
+    def append_history(self, step: int, epoch: int, cluster: np.ndarray, confidence: np.ndarray) -> None:
         pass
 
     def rewind(self, step: int) -> int:

@@ -114,6 +114,7 @@ class TrainingLoop:
                    **{k: metrics[k] for k in SCALAR_KEYS}, "cluster_sizes": metrics["cluster_sizes"]}  # fmt: skip
             self.writer.append_metrics(row)
             self.writer.write_predictions(**predictions)
+            self.writer.append_history(s.step, s.epoch, predictions["cluster"], predictions["confidence"])
             metric = self.config.best_metric
             return row, parts.get("loss") if metric == "loss" else row.get(metric)
 

@@ -25,10 +25,12 @@ MAIN = str(REPO / "app" / "main.py")
 PAGES = {
     "views/runs.py": "Runs",
     "views/curves.py": "Training curves",
+    "views/story.py": "Run story",
     "views/confusion.py": "Confusion matrix",
     "views/embedding.py": "Embedding map",
     "views/graph.py": "Community graph",
     "views/galleries.py": "Galleries & failure cases",
+    "views/compare.py": "Compare runs",
 }
 DEMO_ID = "demo-uccc-digits"
 
@@ -48,6 +50,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     fabricate_run(root / "done", n=300)
     fabricate_run(root / "live", n=300, state="running", alive_pid=True, torn_metrics=True, predictions=False)
     fabricate_run(root / "nolabels", n=300, labels=False)
+    fabricate_run(root / "nohistory", n=300, history=False, seed=1)  # a run from before history.bin
     features = root / "features.npy"  # the library's `vectors` source reads a feature matrix
     np.save(features, np.random.default_rng(0).normal(size=(120, 6)).astype(np.float32))
     fabricate_run(root / "vectors", n=120, dataset="vectors", root=str(features), image_size=None)
@@ -65,6 +68,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("elsewhere", 300),
         ("crashed", 300),
         ("halfway", 300),
+        ("nohistory", 300),
     ):
         _seed_projection(root / name, root / name / "cache", n)
     _seed_projection(DEMO_RUNS / DEMO_ID, root / ".studio-cache" / DEMO_ID, 1797)
@@ -156,7 +160,7 @@ def test_demo_galleries_failures(runs: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "run_id", ["done", "live", "nolabels", "vectors", "elsewhere", "crashed", "halfway", "torn"]
+    "run_id", ["done", "live", "nolabels", "vectors", "elsewhere", "crashed", "halfway", "torn", "nohistory"]
 )
 @pytest.mark.parametrize("page", list(PAGES))
 def test_synthetic_runs_every_page(runs: Path, run_id: str, page: str) -> None:
@@ -260,3 +264,48 @@ def test_blank_runs_folder_falls_back_to_the_default(runs: Path) -> None:
     assert not at.exception
     default = str(resolve_runs_folder(sys.argv[1:]))  # "runs" unless $CLUSTER_STUDIO_RUNS says otherwise
     assert at.sidebar.text_input(key="runs_folder").value == default  # not the working directory
+
+
+def test_run_story_numbers_and_controls(runs: Path) -> None:
+    from app.logic import story
+    from clustering.history import read_history
+
+    at = open_page(runs, "views/story.py", "done")
+    assert_clean(at, "views/story.py")
+    history = read_history(runs / "done")
+    values = {m.label: m.value for m in at.metric}
+    assert values["Evaluations"] == str(len(history)) == "12"
+    assert values["Changed cluster at the last evaluation"] == f"{story.churn(history)[-1]:.1%}"
+    assert len(at.get("plotly_chart")) >= 6  # sizes, churn, Sankey, two histograms, trajectory
+    table = at.dataframe[0].value
+    flips = story.sample_history(history).flips
+    assert table["changes"].iloc[0] == flips.max()
+    at.select_slider(key="story_range").set_value((0, 11)).run()
+    assert not at.exception
+    at.number_input(key="story_focus").set_value(7).run()
+    assert not at.exception and any("Image #7" in c.proto.spec for c in at.get("plotly_chart"))
+
+
+def test_run_story_of_a_run_without_history_says_so(runs: Path) -> None:
+    at = open_page(runs, "views/story.py", "nohistory")
+    assert_clean(at, "views/story.py")
+    assert any("no history" in i.value for i in at.info)
+    assert len(at.get("plotly_chart")) == 1  # sizes over time from metrics.jsonl
+
+
+def test_compare_runs_page(runs: Path) -> None:
+    from app.logic import compare
+
+    at = open_page(runs, "views/compare.py", "done")
+    assert_clean(at, "views/compare.py")
+    other = at.selectbox(key="cmp_b").value
+    assert other != "done"
+    a, b = read_predictions(runs / "done"), read_predictions(runs / other)
+    result = compare.compare_runs(a["cluster"], b["cluster"], a["label"])
+    values = {m.label: m.value for m in at.metric}
+    assert values["Agreement (aligned)"] == f"{result.agreement:.3f}"
+    assert values["Images in different clusters"] == f"{len(result.disagree):,}"
+    at.selectbox(key="cmp_b").set_value("nohistory").run()
+    assert not at.exception
+    at.radio(key="cmp_show").set_value("only B right").run()
+    assert not at.exception

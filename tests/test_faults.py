@@ -13,12 +13,13 @@ import pytest
 
 from clustering import faults
 from clustering.bench.faults import FaultSettings, final_metrics, inspect, sigkill_trial
+from clustering.history import read_history
 from clustering.runs import METRICS_FILE, RunWriter, read_metrics
 
 
 def test_a_malformed_fault_spec_names_the_points(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(faults.ENV, "nowhere:1")
-    with pytest.raises(ValueError, match="point one of step, evaluation, metrics, predictions, checkpoint"):
+    with pytest.raises(ValueError, match="point one of step, evaluation, metrics, predictions, history, checkpoint"):
         faults.planned()
     monkeypatch.setenv(faults.ENV, "step:0")
     with pytest.raises(ValueError, match="n >= 1"):
@@ -62,7 +63,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[FaultSettings, 
     return s, final_metrics(s.out / "reference")  # type: ignore[return-value]
 
 
-@pytest.mark.parametrize("point", ["metrics", "checkpoint"])
+@pytest.mark.parametrize("point", ["metrics", "history", "checkpoint"])
 def test_a_run_killed_mid_write_reads_and_resumes_to_the_same_result(reference: tuple, point: str) -> None:
     s, expected = reference
     index = faults.POINTS.index(point)  # sigkill_trial takes the points in turn
@@ -75,6 +76,10 @@ def test_a_run_killed_mid_write_reads_and_resumes_to_the_same_result(reference: 
     steps = [r["step"] for r in read_metrics(s.out / trial.run_id)]
     assert steps == sorted(set(steps)) == [r["step"] for r in read_metrics(s.out / "reference")]
     assert not inspect(s.out / trial.run_id)
+    history, expected_history = read_history(s.out / trial.run_id), read_history(s.out / "reference")
+    assert history is not None and expected_history is not None
+    assert history.steps.tolist() == expected_history.steps.tolist() == steps  # one record per evaluation
+    np.testing.assert_array_equal(history.cluster, expected_history.cluster)
 
 
 @pytest.mark.parametrize("exit_after", [False, True])

@@ -219,3 +219,85 @@ def histogram(values: np.ndarray, title: str, x_title: str, height: int = 260) -
         title=title, height=height, margin=MARGIN, xaxis_title=x_title, yaxis_title="images", bargap=0.05
     )
     return fig
+
+
+def sizes_heatmap(epochs: np.ndarray, sizes: np.ndarray, title: str, height: int = 360) -> go.Figure:
+    """Cluster sizes over time as a heatmap (rows: clusters, largest at the end first): readable at
+    200 clusters where a stacked area is not; a collapse shows as one bright row."""
+    order = np.argsort(-sizes[-1], kind="stable") if sizes.size else np.zeros(0, dtype=int)
+    z = sizes[:, order].T if sizes.size else np.zeros((0, 0))
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=epochs,
+            y=[f"c{c}" for c in order],
+            colorscale="Viridis",
+            colorbar={"title": "samples"},
+            hovertemplate="epoch %{x}<br>cluster %{y}: %{z} samples<extra></extra>",
+        )
+    )
+    fig.update_layout(title=title, height=height, margin=MARGIN, xaxis_title="epoch", uirevision="keep")
+    fig.update_yaxes(title="cluster (by final size)", autorange="reversed", showticklabels=len(order) <= 40)
+    return fig
+
+
+def sankey(links: pd.DataFrame, source_names: dict[int, str], target_names: dict[int, str], title: str,
+           height: int = 520) -> go.Figure:  # fmt: skip
+    """Samples flowing from one evaluation's clusters (left) to another's (right)."""
+    sources = sorted(set(links["source"].tolist()))
+    targets = sorted(set(links["target"].tolist()))
+    left = {c: i for i, c in enumerate(sources)}
+    right = {c: len(sources) + i for i, c in enumerate(targets)}
+    labels = [source_names.get(c, f"c{c}") for c in sources] + [target_names.get(c, f"c{c}") for c in targets]
+    colors = [color_of(c) for c in sources] + [color_of(c) for c in targets]
+    fig = go.Figure(
+        go.Sankey(
+            arrangement="snap",
+            node={"label": labels, "color": colors, "pad": 6, "thickness": 14},
+            link={
+                "source": [left[c] for c in links["source"]],
+                "target": [right[c] for c in links["target"]],
+                "value": links["samples"].tolist(),
+                "color": [
+                    "rgba(120,120,120,0.25)" if s != t else "rgba(60,120,200,0.35)"
+                    for s, t in zip(links["source"], links["target"], strict=True)
+                ],  # fmt: skip
+            },
+        )
+    )
+    fig.update_layout(title=title, height=height, margin=MARGIN)
+    return fig
+
+
+def trajectory_chart(traj: pd.DataFrame, title: str, height: int = 280) -> go.Figure:
+    """One image's cluster (steps) and confidence (line, right axis) at every evaluation."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=traj["epoch"], y=traj["cluster"], mode="lines+markers", line={"shape": "hv"},
+                             name="cluster", marker={"size": 5, "color": color_of(0)}))  # fmt: skip
+    fig.add_trace(go.Scatter(x=traj["epoch"], y=traj["confidence"], mode="lines", name="confidence",
+                             yaxis="y2", line={"color": color_of(1)}))  # fmt: skip
+    fig.update_layout(
+        title=title, height=height, margin=MARGIN, xaxis_title="epoch", yaxis={"title": "cluster"},
+        yaxis2={"title": "confidence", "overlaying": "y", "side": "right", "range": [0, 1]},
+        legend={"orientation": "h", "y": -0.3},
+    )  # fmt: skip
+    return fig
+
+
+def contingency_heatmap(counts: np.ndarray, row_labels: list[str], col_labels: list[str], title: str,
+                        height: int = 520) -> go.Figure:  # fmt: skip
+    """A plain counts heatmap (two runs' clusters): no per-cell markers, so 200 x 200 stays light."""
+    fig = go.Figure(
+        go.Heatmap(
+            z=counts,
+            x=col_labels,
+            y=row_labels,
+            colorscale="Blues",
+            hovertemplate="A %{y} × B %{x}: %{z}<extra></extra>",
+        )
+    )
+    fig.update_layout(title=title, height=height, margin=MARGIN)
+    fig.update_xaxes(title="run B's cluster (matched order)", type="category", showticklabels=len(col_labels) <= 40)
+    fig.update_yaxes(title="run A's cluster", type="category", autorange="reversed",
+                     showticklabels=len(row_labels) <= 40)  # fmt: skip
+    return fig

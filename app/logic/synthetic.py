@@ -56,6 +56,25 @@ def fabricate_predictions(
     }
 
 
+def fabricate_history(run_dir: Path, predictions: dict[str, np.ndarray], done: int, seed: int) -> None:
+    """A plausible ``history.bin`` for epochs 1..done: everything in cluster 0 for two epochs (the
+    near-collapse of :func:`fabricate_metrics`), then each image wanders until an epoch of its own
+    and stays in its final cluster from there; confidence rises over the run."""
+    rng = np.random.default_rng(seed + 1)
+    final = predictions["cluster"].astype(np.int64)
+    n, width = len(final), int(final.max(initial=0)) + 1
+    settle = rng.integers(3, max(4, int(done * 0.7) + 1), size=n)
+    writer = RunWriter(run_dir)
+    for e in range(1, done + 1):
+        if e < 3:
+            cluster = np.zeros(n, dtype=np.int64)
+        else:
+            wander = rng.random(n) < 0.5
+            cluster = np.where((e >= settle) | ~wander, final, rng.integers(0, width, size=n))
+        confidence = np.clip(predictions["confidence"] * e / done + 0.05 * rng.random(n), 0, 1)
+        writer.append_history(e * 7, e, cluster, confidence)
+
+
 def fabricate_metrics(n: int, num_clusters: int, epochs: int, done: int, start: float, labels: bool,
                       seed: int) -> list[dict[str, Any]]:  # fmt: skip
     """Plausible ``metrics.jsonl`` rows for epochs 1..done of ``epochs``: losses falling, ACC and
@@ -103,9 +122,11 @@ def fabricate_run(
     image_size: int | None = 16,
     seed: int = 0,
     alive_pid: bool = False,
+    history: bool = True,
 ) -> Path:
     """Write a run directory. ``state="running"`` with ``alive_pid`` uses this process's pid so
-    readers see a live run (not "stale"); ``torn_metrics`` leaves a half-written last line."""
+    readers see a live run (not "stale"); ``torn_metrics`` leaves a half-written last line;
+    ``history=False`` leaves out ``history.bin``, as runs from before it existed."""
     run_dir = Path(run_dir)
     writer = RunWriter(run_dir)
     config: dict[str, Any] = {
@@ -145,7 +166,10 @@ def fabricate_run(
         with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
             fh.write('{"epoch": 99, "step": 9')
     if predictions:
-        writer.write_predictions(**fabricate_predictions(n, num_clusters, labels=labels, seed=seed))
+        arrays = fabricate_predictions(n, num_clusters, labels=labels, seed=seed)
+        writer.write_predictions(**arrays)
+        if history:
+            fabricate_history(run_dir, arrays, done, seed)
     status = {
         "state": state,
         "pid": os.getpid() if alive_pid else 999_999_999,

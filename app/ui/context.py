@@ -15,11 +15,12 @@ from typing import Any
 
 import streamlit as st
 
-from app.logic import graphstats, launch, runsdir
+from app.logic import graphstats, launch, runsdir, story
 from app.logic.graphstats import GraphSample
 from app.logic.images import DataView, load_data_view
 from app.logic.predictions import Predictions, from_arrays
 from app.logic.runsdir import RunRef
+from clustering.history import HISTORY_FILE, RunHistory, read_history
 from clustering.runs import PREDICTIONS_FILE, read_config, read_metrics, read_predictions, read_status
 
 LIVE_STATES = ("created", "running")
@@ -119,6 +120,28 @@ def predictions(ref: RunRef, config: dict[str, Any] | None = None) -> Prediction
     if stamp == (0, 0):
         return None
     return _predictions(str(ref.path), stamp, config.get("num_clusters"))
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _history(path: str, stamp: tuple[int, int]) -> RunHistory | None:
+    return read_history(Path(path))
+
+
+def history(ref: RunRef) -> RunHistory | None:
+    """The run's ``history.bin`` (memory-mapped; None for runs from before it existed)."""
+    stamp = _stat(ref.path / HISTORY_FILE)
+    return None if stamp == (0, 0) else _history(str(ref.path), stamp)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Reading every evaluation of the run…")
+def _sample_history(path: str, stamp: tuple[int, int]) -> story.SampleHistory | None:
+    hist = read_history(Path(path))
+    return None if hist is None or len(hist) < 2 else story.sample_history(hist)
+
+
+def sample_history(ref: RunRef) -> story.SampleHistory | None:
+    """Per image: flips, settled evaluation, final cluster (one pass over the history, cached)."""
+    return _sample_history(str(ref.path), _stat(ref.path / HISTORY_FILE))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -4,7 +4,7 @@ Every trial is a ``python -m clustering train`` subprocess on the same small con
 seed as one uninterrupted reference run:
 
 * **SIGKILL** at a chosen point (:mod:`clustering.faults`: during a step, an evaluation, a
-  metrics append, a predictions write or a checkpoint write; the points in turn, the pass drawn
+  metrics append, a predictions write, a history append or a checkpoint write; the points in turn, the pass drawn
   at random), then ``--resume``;
 * **SIGTERM** and the **STOP file** at a random step (polled from ``status.json``), then resume;
 * a **torchrun** run of two processes with one rank killed: how long the other takes to exit, the
@@ -12,9 +12,9 @@ seed as one uninterrupted reference run:
 
 After each kill the run directory is read the way the studio reads it (config, status, metrics,
 predictions, ``last.pt``); the figures are: runs killed, resumed, whose final metrics equal the
-reference, directories left unreadable, and steps lost per kill (the steps done when killed
-minus those in the checkpoint resumed from). Torn ``metrics.jsonl`` lines and a truncated
-``predictions.npz`` are then fed to the readers directly.
+reference (their ``history.bin`` too, in the tests), directories left unreadable, and steps lost
+per kill (the steps done when killed minus those in the checkpoint resumed from). Torn
+``metrics.jsonl`` lines and a truncated ``predictions.npz`` are then fed to the readers directly.
 """
 
 from __future__ import annotations
@@ -262,7 +262,8 @@ def count_points(s: FaultSettings, reference_dir: Path) -> dict[str, int]:
     evals = len(read_metrics(reference_dir))
     steps = int(final_metrics(reference_dir)["step"])  # type: ignore[index]
     # last.pt: once at the start and after every epoch (and at the end); best.pt: often, not always.
-    return {"step": steps, "evaluation": evals, "metrics": evals, "predictions": evals, "checkpoint": s.epochs + 1}
+    writes = {point: evals for point in ("evaluation", "metrics", "predictions", "history")}
+    return {"step": steps, **writes, "checkpoint": s.epochs + 1}
 
 
 def summary_rows(trials: list[Trial]) -> list[dict[str, Any]]:
