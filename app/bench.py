@@ -25,16 +25,18 @@ import numpy as np
 from app.logic import graphstats, projection
 from app.logic.predictions import from_arrays
 from app.logic.runtime import ENV_VAR, limit_threads
-from app.logic.synthetic import fabricate_run
+from app.logic.synthetic import fabricate_predictions, fabricate_run
 from clustering.runs import PREDICTIONS_FILE, read_predictions
 
 PAGES = [
     "views/runs.py",
     "views/curves.py",
+    "views/story.py",
     "views/confusion.py",
     "views/embedding.py",
     "views/graph.py",
     "views/galleries.py",
+    "views/compare.py",
 ]
 MNIST = Path("/work/shared/data/mnist-test")
 
@@ -180,6 +182,29 @@ def bench_browser(runs: Path, rounds: int = 2) -> dict[str, float]:
     return out
 
 
+def bench_libraries(sizes: list[int], libraries: list[str], threads: int) -> dict[tuple[str, int], float]:
+    """Seconds per (library, points) for the maps a run writes: t-SNE by openTSNE (FFT) and by
+    scikit-learn (Barnes-Hut), UMAP by umap-learn, all on the same fabricated z (128-d, 10 clusters).
+    UMAP's numba compilation is paid once, before timing."""
+    from clustering import projections
+
+    if "umap" in libraries:
+        projections.compute(fabricate_predictions(500, seed=1)["z"], "umap", threads=threads)
+    out: dict[tuple[str, int], float] = {}
+    for n in sizes:
+        z = fabricate_predictions(n)["z"].astype(np.float32)
+        for library in libraries:
+            method, backend = ("umap", None) if library == "umap" else ("tsne", library)
+            t0 = time.perf_counter()
+            projections.compute(z, method, threads=threads, backend=backend)
+            out[(library, n)] = time.perf_counter() - t0
+            print(f"{library:<9} {n:>7,} points, {threads} thread(s): {out[(library, n)]:8.1f} s", flush=True)
+    for n in sizes:
+        if ("sklearn", n) in out and ("opentsne", n) in out:
+            print(f"{n:,} points: openTSNE {out[('sklearn', n)] / out[('opentsne', n)]:.1f}x faster than sklearn")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -193,7 +218,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workdir", type=Path, help="keep the runs folder here (reruns reuse its projections)"
     )
+    parser.add_argument("--libraries", metavar="SIZES",
+                        help="only compare the projection libraries on these point counts (e.g. 10000,60000)")
+    parser.add_argument("--which", default="opentsne,sklearn,umap", help="libraries for --libraries")
+    parser.add_argument("--threads", type=int, default=1, help="threads per projection for --libraries")
     args = parser.parse_args(argv)
+    if args.libraries:
+        sizes = [int(v) for v in args.libraries.split(",") if v]
+        bench_libraries(sizes, [w for w in args.which.split(",") if w], args.threads)
+        return 0
     print(f"studio threads: {limit_threads()} (${ENV_VAR})")
 
     tmp = args.workdir or Path(tempfile.mkdtemp(prefix="studio-bench-"))

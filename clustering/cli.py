@@ -72,6 +72,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs")
     g.add_argument("--best-metric", default="loss",
                    help="what best.pt tracks (loss needs no labels); " + one_of("best_metric"))
+    g.add_argument("--projections", default="umap+tsne",
+                   help="2-D maps of z written when the run ends, for the studio (none: skip); "
+                        + one_of("projections"))
     g.add_argument("--self-label", type=float, metavar="FRACTION",
                    help="self-labelling stage from this fraction of the run on (0-1; off by default): "
                         "confident weak views label strong views, for any image method")
@@ -117,7 +120,7 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN202
                 "backbone", "num_clusters", "epochs", "minutes", "max_steps", "batch_size", "lr", "weight_decay",
                 "optimizer", "scheduler", "seed", "device", "amp", "channels_last", "threads", "eval_every",
                 "best_metric", "out", "run_id", "sync_bn", "self_label", "self_label_threshold",
-                "self_label_weight"):  # fmt: skip
+                "self_label_weight", "projections"):  # fmt: skip
         if args.config and key not in getattr(args, "explicit", set()):
             continue  # keep the config file's value unless the flag was given (at any value)
         setattr(base, key, getattr(args, key))

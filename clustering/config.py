@@ -50,6 +50,9 @@ class TrainConfig:
     self_label: float | None = None
     self_label_threshold: float = 0.95
     self_label_weight: float = 1.0
+    # 2-D maps of z the run writes when it ends, so the studio opens them at once
+    # (clustering.projections; "none" in tests and benchmarks, which never look at them).
+    projections: str = "umap+tsne"
     method_params: dict[str, Any] = field(default_factory=dict)
     out: str = "runs"
     run_id: str | None = None

@@ -119,6 +119,7 @@ FIELD_RULES: dict[str, Choices | Range] = {
     "scheduler": Choices(("none", "cosine"), "scheduler"),
     "amp": Choices(("auto", "on", "off"), "amp mode"),
     "best_metric": Choices(("loss", "acc", "nmi", "ari"), "best metric"),
+    "projections": Choices(("umap+tsne", "umap", "tsne", "none"), "projections"),
     # Below 3 px the small CNN's two max-pools leave nothing (a traceback before this rule); 8 px,
     # the smallest native size of the embedded data, is the least the backbones are meant for.
     "image_size": Range(8, integer=True, why="the smallest size the backbones are built for"),

@@ -7,7 +7,8 @@ Layout of ``runs/<run_id>/``::
     status.json          state, pid, heartbeat, progress, error
     checkpoints/last.pt  latest checkpoint (atomic write)
     checkpoints/best.pt  best checkpoint by the run's ``best_metric``
-    predictions.npz      per-sample index, cluster, confidence, label, probs, z, h
+    predictions.npz      per-sample index, cluster, confidence, label, probs, z, h; step
+    projections/         t-SNE / UMAP maps of z written when the run ends (clustering.projections)
     history.bin          every evaluation's cluster and confidence per sample (clustering.history)
     STOP                 present when someone asked the run to stop cleanly
 
@@ -159,6 +160,11 @@ class RunWriter:
             self._status.pop("ended", None)
             if state == "running":
                 self._status.pop("error", None)
+        atomic_write_json(self.dir / STATUS_FILE, self._status)
+
+    def annotate(self, **fields: Any) -> None:
+        """Add fields to ``status.json`` without touching the state or the heartbeat."""
+        self._status.update(fields)
         atomic_write_json(self.dir / STATUS_FILE, self._status)
 
     def heartbeat(self, **fields: Any) -> None:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from clustering import distributed
 from clustering.checkpoint import load_checkpoint, save_checkpoint
 from clustering.config import TrainConfig
@@ -28,6 +30,7 @@ from clustering.errors import ConfigError
 from clustering.evaluation import evaluate_run, evaluation_row
 from clustering.faults import fault_point
 from clustering.metrics import SCALAR_KEYS
+from clustering.projections import write_projections_after_run
 from clustering.runs import NullWriter, RunWriter, checkpoint_path, new_run_id
 from clustering.setup import load_run_config, pick_device, prepare_data, resolve_config, split_batch
 from clustering.trainer import NonFiniteLoss, Trainer, epoch_permutation
@@ -113,7 +116,7 @@ class TrainingLoop:
                    "lr": self.trainer.optimizer.param_groups[0]["lr"], **parts,
                    **{k: metrics[k] for k in SCALAR_KEYS}, "cluster_sizes": metrics["cluster_sizes"]}  # fmt: skip
             self.writer.append_metrics(row)
-            self.writer.write_predictions(**predictions)
+            self.writer.write_predictions(**predictions, step=np.int64(s.step))
             self.writer.append_history(s.step, s.epoch, predictions["cluster"], predictions["confidence"])
             metric = self.config.best_metric
             return row, parts.get("loss") if metric == "loss" else row.get(metric)
@@ -313,9 +316,12 @@ def train(
     """
     owns_group = distributed.init()
     try:
-        return _train(config, resume, overrides, progress, on_step, data, exit_after)
+        result = _train(config, resume, overrides, progress, on_step, data, exit_after)
     finally:
         distributed.shutdown(owns_group)
+    if result.rank == 0:
+        write_projections_after_run(result.run_dir, exit_after)
+    return result
 
 
 def _train(config: TrainConfig | None, resume: str | Path | None, overrides: dict[str, Any] | None,

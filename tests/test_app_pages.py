@@ -51,6 +51,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     fabricate_run(root / "live", n=300, state="running", alive_pid=True, torn_metrics=True, predictions=False)
     fabricate_run(root / "nolabels", n=300, labels=False)
     fabricate_run(root / "nohistory", n=300, history=False, seed=1)  # a run from before history.bin
+    fabricate_run(root / "ownmaps", n=300, seed=2, own_maps=("tsne", "umap"))  # maps written by the run
     features = root / "features.npy"  # the library's `vectors` source reads a feature matrix
     np.save(features, np.random.default_rng(0).normal(size=(120, 6)).astype(np.float32))
     fabricate_run(root / "vectors", n=120, dataset="vectors", root=str(features), image_size=None)
@@ -309,3 +310,17 @@ def test_compare_runs_page(runs: Path) -> None:
     assert not at.exception
     at.radio(key="cmp_show").set_value("only B right").run()
     assert not at.exception
+
+
+def test_embedding_opens_the_runs_own_map_without_computing(runs: Path) -> None:
+    at = open_page(runs, "views/embedding.py", "ownmaps")
+    assert_clean(at, "views/embedding.py")
+    assert all(b.key != "map_compute" for b in at.button)
+    assert at.selectbox(key="map_points").disabled and at.selectbox(key="map_points").value == 300
+    assert "the run's own map" in at.get("plotly_chart")[0].proto.spec
+    at.radio(key="map_method").set_value("umap").run()
+    assert not at.exception and "the run's own map" in at.get("plotly_chart")[0].proto.spec
+    at.number_input(key="map_perplexity").set_value(10.0).run()  # a UMAP knob is unchanged: still the run's
+    assert "the run's own map" in at.get("plotly_chart")[0].proto.spec
+    at.radio(key="map_method").set_value("tsne").run()  # t-SNE at perplexity 10 is not the run's map
+    assert not at.exception and not at.selectbox(key="map_points").disabled

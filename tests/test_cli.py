@@ -157,7 +157,8 @@ def test_end_to_end_train_then_eval_on_another_split(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     train = subprocess.run(
         [sys.executable, "-m", "clustering", "train", "--dataset", "digits", "--split", "train", "--max-steps", "6",
-         "--batch-size", "128", "--out", str(tmp_path), "--run-id", "e2e", "--no-progress", "--threads", "2"],
+         "--batch-size", "128", "--out", str(tmp_path), "--run-id", "e2e", "--no-progress", "--threads", "2",
+         "--projections", "none"],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert train.returncode == 0, train.stderr

@@ -98,7 +98,8 @@ def test_the_cli_prints_the_choices_and_config_json_keeps_them(
     from clustering.cli import main
 
     code = main(["train", "--dataset", "imagefolder", "--root", str(folders["gray16"]), "--max-steps", "1",
-                 "--out", str(tmp_path), "--run-id", "r", "--no-progress", "--batch-size", "8"])  # fmt: skip
+                 "--out", str(tmp_path), "--run-id", "r", "--no-progress", "--batch-size", "8",
+                 "--projections", "none"])  # fmt: skip
     assert code == 0
     err = capsys.readouterr().err
     assert "default image_size = 16: native 16 px" in err and "default augment = digits" in err

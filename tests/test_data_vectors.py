@@ -83,7 +83,7 @@ def test_cli_trains_lnscc_on_a_csv(tmp_path: Path, capsys: pytest.CaptureFixture
     frame.to_csv(tmp_path / "f.csv", index=False)
     code = main(["train", "--method", "lnscc", "--dataset", "vectors", "--root", str(tmp_path / "f.csv"),
                  "--label-column", "y", "--out", str(tmp_path / "runs"), "--max-steps", "3", "--threads", "1",
-                 "--no-progress", "--run-id", "r"])  # fmt: skip
+                 "--no-progress", "--run-id", "r", "--projections", "none"])  # fmt: skip
     assert code == 0
     config = json.loads((tmp_path / "runs" / "r" / "config.json").read_text())
     assert config["label_column"] == "y" and config["backbone"] == "mlp" and config["num_clusters"] == 4
@@ -97,6 +97,6 @@ def test_cli_refuses_image_method_on_vectors(tmp_path: Path, capsys: pytest.Capt
     x, y = _matrix()
     np.savez(tmp_path / "f.npz", x=x, y=y)
     code = main(["train", "--method", "cc", "--dataset", "vectors", "--root", str(tmp_path / "f.npz"),
-                 "--out", str(tmp_path / "runs"), "--max-steps", "1"])  # fmt: skip
+                 "--out", str(tmp_path / "runs"), "--max-steps", "1", "--projections", "none"])  # fmt: skip
     assert code == 2
     assert "lnscc" in capsys.readouterr().err

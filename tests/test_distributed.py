@@ -280,7 +280,7 @@ def test_torchrun_two_processes_write_one_run_directory_that_resumes_on_one(tmp_
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(WORLD),
            "-m", "clustering", "train", "--dataset", "digits", "--image-size", str(IMAGE_SIZE),
            "--batch-size", "64", "--max-steps", "3", "--device", "cpu", "--threads", "1",
-           "--out", str(tmp_path), "--run-id", "ddp", "--no-progress"]  # fmt: skip
+           "--out", str(tmp_path), "--run-id", "ddp", "--no-progress", "--projections", "none"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=80, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -333,7 +333,7 @@ def _train_worker(rank: int, port: int, out: str) -> None:
             result = train(resume=Path(out) / run_id, progress=False, on_step=on_step, data=data)
         else:
             config = TrainConfig(dataset="digits", image_size=IMAGE_SIZE, batch_size=64, max_steps=5, out=out,
-                                 run_id=run_id, seed=5, threads=1)  # fmt: skip
+                                 run_id=run_id, seed=5, threads=1, projections="none")  # fmt: skip
             result = train(config, progress=False, on_step=on_step, data=data)
         record[name] = {"state": result.state, "step": result.step, "losses": losses}
 
@@ -371,7 +371,7 @@ def test_torchrun_runs_in_a_row_all_exit_0(tmp_path: Path) -> None:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(WORLD),
                "-m", "clustering", "train", "--dataset", "digits", "--image-size", "8", "--batch-size", "256",
                "--max-steps", "2", "--device", "cpu", "--threads", "1", "--out", str(tmp_path), "--run-id", f"r{i}",
-               "--no-progress"]  # fmt: skip
+               "--no-progress", "--projections", "none"]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
                               env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-3000:]

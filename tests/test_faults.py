@@ -92,7 +92,8 @@ def test_a_signal_after_the_run_is_written_cannot_fail_a_cli_exit(tmp_path: Path
 
     previous, previous_int = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     try:
-        config = TrainConfig(dataset="digits", image_size=8, max_steps=1, batch_size=64, out=str(tmp_path), threads=1)
+        config = TrainConfig(dataset="digits", image_size=8, max_steps=1, batch_size=64, out=str(tmp_path), threads=1,
+                             projections="none")
         result = train(config, progress=False, exit_after=exit_after)
         assert result.state == "finished"
         assert signal.getsignal(signal.SIGTERM) == (signal.SIG_IGN if exit_after else previous)

@@ -94,7 +94,7 @@ def test_a_training_run_writes_one_record_per_evaluation(tmp_path: Path) -> None
     from clustering.train import train
 
     config = TrainConfig(method="uccc", dataset="digits", image_size=12, batch_size=256, max_steps=16,
-                         out=str(tmp_path), run_id="r", threads=1)  # fmt: skip
+                         out=str(tmp_path), run_id="r", threads=1, projections="none")  # fmt: skip
     result = train(config, progress=False, data=load_dataset("digits", image_size=12))
     history, rows = read_history(result.run_dir), read_metrics(result.run_dir)
     assert history is not None and history.steps.tolist() == [r["step"] for r in rows] == [7, 14, 16]

@@ -427,7 +427,7 @@ def test_graph_methods_resume_with_their_graph(name: str, digits: DataSet, tmp_p
     from clustering.train import train
 
     config = TrainConfig(method=name, dataset="digits", batch_size=16, max_steps=5, out=str(tmp_path), threads=1,
-                         run_id="r", eval_every=1)  # fmt: skip
+                         run_id="r", eval_every=1, projections="none")  # fmt: skip
     first = train(config, data=digits, progress=False)
     ckpt = load_checkpoint(first.run_dir / "checkpoints" / "last.pt")
     assert bool(ckpt["model"]["graph_ready"])

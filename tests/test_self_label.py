@@ -19,7 +19,8 @@ DIGITS = load_dataset("digits", image_size=12)
 
 
 def config(tmp_path: Path, **kw) -> TrainConfig:  # noqa: ANN003
-    base = dict(method="uccc", dataset="digits", image_size=12, batch_size=64, out=str(tmp_path), seed=1, threads=2)
+    base = dict(method="uccc", dataset="digits", image_size=12, batch_size=64, out=str(tmp_path), seed=1, threads=2,
+                projections="none")
     return TrainConfig(**(base | kw))
 
 

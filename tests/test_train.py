@@ -21,7 +21,8 @@ DIGITS = load_dataset("digits", image_size=12)
 
 
 def small_config(tmp_path: Path, **kw) -> TrainConfig:  # noqa: ANN003
-    base = dict(method="uccc", dataset="digits", image_size=12, batch_size=256, out=str(tmp_path), seed=3, threads=2)
+    base = dict(method="uccc", dataset="digits", image_size=12, batch_size=256, out=str(tmp_path), seed=3, threads=2,
+                projections="none")
     base.update(kw)
     return TrainConfig(**base)
 

@@ -27,6 +27,7 @@ class Predictions:
     h: np.ndarray | None  # (N, F) float16
     num_clusters: int
     missing: list[str] = field(default_factory=list)
+    step: int | None = None  # the evaluation's training step (None in files from before it was kept)
 
     def __len__(self) -> int:
         return int(self.cluster.shape[0])
@@ -94,4 +95,5 @@ def from_arrays(arrays: dict[str, np.ndarray], num_clusters: int | None = None) 
         h=h,
         num_clusters=max(c, int(cluster.max()) + 1 if n else 0),
         missing=missing,
+        step=int(arrays["step"]) if "step" in arrays and np.ndim(arrays["step"]) == 0 else None,
     )

@@ -1,4 +1,7 @@
-"""2-D projections (t-SNE, UMAP) of a run's embeddings, cached on disk.
+"""2-D projections (t-SNE, UMAP) of a run's embeddings: the run's own, or computed and cached.
+
+A run writes its maps when it ends (:mod:`clustering.projections`); the page uses them when the
+parameters are the run's. Anything else is computed here.
 
 A projection of 10k points takes tens of seconds on a small CPU, so each is computed once and
 stored as ``<cache dir>/proj-<key>.npz``. The key hashes the predictions file's size and
@@ -16,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from clustering import projections
 from clustering.runs import atomic_path
 
-METHODS = ("tsne", "umap")
-SOURCES = ("z", "h", "probs")
+METHODS = projections.METHODS
+SOURCES = projections.SOURCES
 
 
 @dataclass(frozen=True)
@@ -64,41 +68,25 @@ def subsample_positions(n: int, size: int | None, seed: int) -> np.ndarray:
 
 
 def compute(features: np.ndarray, params: ProjectionParams) -> np.ndarray:
-    """(m, d) -> (m, 2) float32. PCA to 50 dimensions first for t-SNE (standard practice, and
-    several times faster on 128-d or wider features)."""
-    x = np.asarray(features, dtype=np.float32)
-    m = x.shape[0]
-    if m < 3:
-        return np.zeros((m, 2), dtype=np.float32)
-    if params.method == "tsne":
-        from sklearn.decomposition import PCA
-        from sklearn.manifold import TSNE
+    """(m, d) -> (m, 2) float32 by :func:`clustering.projections.compute` (one thread: the studio
+    shares the machine with training runs)."""
+    return projections.compute(features, params.method, perplexity=params.perplexity, n_neighbors=params.n_neighbors,
+                               min_dist=params.min_dist, seed=params.seed)  # fmt: skip
 
-        if x.shape[1] > 50 and m > 50:
-            x = PCA(n_components=50, random_state=params.seed).fit_transform(x)
-        perplexity = float(min(params.perplexity, max(1.0, (m - 1) / 3.0)))
-        out = TSNE(
-            n_components=2,
-            perplexity=perplexity,
-            init="pca",
-            learning_rate="auto",
-            random_state=params.seed,
-            n_jobs=1,
-        ).fit_transform(x)
-    elif params.method == "umap":
-        import umap
 
-        n_neighbors = int(min(params.n_neighbors, m - 1))
-        out = umap.UMAP(
-            n_components=2,
-            n_neighbors=n_neighbors,
-            min_dist=params.min_dist,
-            random_state=params.seed,
-            n_jobs=1,
-        ).fit_transform(x)
-    else:
-        raise ValueError(f"unknown projection {params.method!r}; valid: {', '.join(METHODS)}")
-    return np.asarray(out, dtype=np.float32)
+def run_projection(run_dir: Path, step: int | None, params: ProjectionParams,
+                   n: int) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
+    """(positions, coords) of every sample from the map the run wrote itself when it ended, when
+    ``params`` are the ones it used (:data:`clustering.projections.DEFAULTS`) and it was computed
+    at the evaluation the predictions are from; else None."""
+    wanted = {"perplexity": params.perplexity, "seed": params.seed} if params.method == "tsne" else {
+        "n_neighbors": params.n_neighbors, "min_dist": params.min_dist, "seed": params.seed}  # fmt: skip
+    if any(projections.DEFAULTS[k] != v for k, v in wanted.items()):
+        return None
+    coords = projections.read_run_projection(run_dir, params.method, params.source, step)
+    if coords is None or len(coords) != n:
+        return None
+    return np.arange(n), coords
 
 
 def load(cache_dir: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from clustering.projections import save_run_projection
 from clustering.runs import RunWriter
 
 
@@ -123,10 +124,12 @@ def fabricate_run(
     seed: int = 0,
     alive_pid: bool = False,
     history: bool = True,
+    own_maps: tuple[str, ...] = (),
 ) -> Path:
     """Write a run directory. ``state="running"`` with ``alive_pid`` uses this process's pid so
     readers see a live run (not "stale"); ``torn_metrics`` leaves a half-written last line;
-    ``history=False`` leaves out ``history.bin``, as runs from before it existed."""
+    ``history=False`` leaves out ``history.bin``, as runs from before it existed; ``own_maps``
+    ("tsne", "umap") adds the projections a run writes when it ends."""
     run_dir = Path(run_dir)
     writer = RunWriter(run_dir)
     config: dict[str, Any] = {
@@ -166,10 +169,14 @@ def fabricate_run(
         with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
             fh.write('{"epoch": 99, "step": 9')
     if predictions:
-        arrays = fabricate_predictions(n, num_clusters, labels=labels, seed=seed)
+        arrays = fabricate_predictions(n, num_clusters, labels=labels, seed=seed) | {"step": np.int64(done * 7)}
         writer.write_predictions(**arrays)
         if history:
             fabricate_history(run_dir, arrays, done, seed)
+        if own_maps:  # the maps a run writes when it ends: here random points, computed by no one
+            for method in own_maps:
+                coords = np.random.default_rng(seed).normal(size=(n, 2))
+                save_run_projection(run_dir, method, "z", coords, int(arrays["step"]), backend="fabricated")
     status = {
         "state": state,
         "pid": os.getpid() if alive_pid else 999_999_999,

@@ -13,6 +13,7 @@ from app.logic.confusion import class_name
 from app.logic.failures import mapped_labels
 from app.logic.runsdir import cache_dir
 from app.ui import context, widgets
+from clustering import projections
 from clustering.runs import PREDICTIONS_FILE
 
 AUTO_COMPUTE_MAX = 2500  # small projections start by themselves; larger ones wait for a click
@@ -37,14 +38,27 @@ method = c1.radio(
     key="map_method",
 )
 source = c2.selectbox("Of", sources, format_func=SOURCE_NAMES.get, key="map_source")
+# The run's own map of every sample (written when it ended) when the knobs are the run's: then
+# nothing is computed and the point count is all of them.
+knobs = {k: st.session_state.get(f"map_{k}", projections.DEFAULTS[k]) for k in ("perplexity", "seed")}
+knobs |= {"n_neighbors": st.session_state.get("map_neighbors", projections.DEFAULTS["n_neighbors"]),
+          "min_dist": st.session_state.get("map_min_dist", projections.DEFAULTS["min_dist"])}  # fmt: skip
+own_params = projection.ProjectionParams(method=method, source=source, subsample=None, **knobs)
+own = projection.run_projection(ctx.ref.path, pred.step, own_params, n)
 sizes = [s for s in (1000, 2000, 5000, 10000, 20000) if s < n] + [n]
 subsample = c3.selectbox(
     "Points",
     sizes,
-    index=sizes.index(min(sizes, key=lambda s: abs(s - 5000))),
+    index=len(sizes) - 1 if own is not None else sizes.index(min(sizes, key=lambda s: abs(s - 5000))),
     format_func=lambda s: f"all {s:,}" if s == n else f"{s:,} (subsample)",
     key="map_points",
+    disabled=own is not None,
+    help="the run's own map holds every point" if own is not None else None,
 )
+if own is not None:
+    subsample = n
+elif ctx.status.get("projections") == "computing":
+    st.caption("The run is writing its own t-SNE and UMAP of every point now; they open here once written.")
 color_options = (
     ["cluster", "label", "correct / wrong", "confidence"] if pred.has_labels else ["cluster", "confidence"]
 )
@@ -67,7 +81,7 @@ params = projection.ProjectionParams(
 folder = cache_dir(ctx.ref, context.runs_folder())
 fingerprint = projection.predictions_fingerprint(ctx.ref.path / PREDICTIONS_FILE)
 key = projection.cache_key(fingerprint, params)
-cached = projection.load(folder, key)
+cached = own if own is not None else projection.load(folder, key)
 
 
 def compute_with_progress() -> tuple[np.ndarray, np.ndarray]:
@@ -122,6 +136,8 @@ else:
     groups, group_names, values = None, {}, pred.confidence[positions]
 label = "t-SNE" if method == "tsne" else "UMAP"
 title = f"{label} of {SOURCE_NAMES[source]} · {len(positions):,} points"
+if own is not None:
+    title += " (the run's own map)"
 fig = figures.scatter_map(coords, info, groups, group_names, values, title, pred.has_labels)
 event = st.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=("points", "box", "lasso"))
 

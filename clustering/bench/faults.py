@@ -53,7 +53,7 @@ class FaultSettings:
     def train_args(self, run_id: str) -> list[str]:
         return ["train", "--dataset", self.dataset, "--image-size", str(self.image_size), "--epochs", str(self.epochs),
                 "--batch-size", str(self.batch_size), "--seed", str(self.seed), "--threads", "1", "--no-progress",
-                "--out", str(self.out), "--run-id", run_id]  # fmt: skip
+                "--out", str(self.out), "--run-id", run_id, "--projections", "none"]  # fmt: skip
 
 
 @dataclass

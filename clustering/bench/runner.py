@@ -68,7 +68,7 @@ def run_job(job: Job, args: argparse.Namespace, data) -> dict[str, Any]:  # noqa
     config = TrainConfig(method=job.method, dataset=ref.source, root=ref.root, image_size=args.image_size,
                          seed=job.seed, minutes=args.minutes, epochs=args.epochs, out=str(Path(args.results) / "runs"),
                          threads=args.threads, method_params=dict(job.params), eval_every=args.eval_every,
-                         **job.extra)  # fmt: skip
+                         projections="none", **job.extra)  # fmt: skip
     start = time.time()
     result = train(config, progress=False, data=data)
     if result.state == "stopped":  # SIGTERM/Ctrl-C stops the run cleanly; stop the whole benchmark too
