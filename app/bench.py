@@ -94,12 +94,14 @@ def bench_slider(run_dir: Path, size: int = 2048) -> dict[str, float]:
     return results
 
 
-def bench_pages(runs: Path, n_points: int, rounds: int = 2) -> dict[str, float]:
+def bench_pages(runs: Path, n_points: int, rounds: int = 2, run_id: str | None = None) -> dict[str, float]:
     from streamlit.testing.v1 import AppTest
 
     main = Path(__file__).resolve().parent / "main.py"
     at = AppTest.from_file(str(main), default_timeout=600)
     at.session_state["runs_folder"] = str(runs)
+    if run_id:
+        at.session_state["_next_run_id"] = run_id
     # Show the whole run on the map (the projection timed above), not the page's 5k default.
     at.session_state["map_points"] = n_points
     t0 = time.perf_counter()
@@ -211,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--run", type=Path, help="a real run directory (default: fabricate a 10k-sample run)")
     parser.add_argument("--n", type=int, default=10_000, help="samples of the fabricated run")
+    parser.add_argument("--clusters", type=int, default=10, help="clusters (and classes) of the fabricated run")
     parser.add_argument("--points", type=int, default=0, help="projection subsample (0 = all points)")
     parser.add_argument("--methods", default="tsne,umap", help="projections to time")
     parser.add_argument("--skip-pages", action="store_true")
@@ -241,24 +244,23 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = runs / "bench-10k"
         else:
             have_mnist = MNIST.is_dir() and args.n <= 10_000
-            run_dir = fabricate_run(
-                runs / "bench-10k",
-                n=args.n,
-                dataset="mnist-test" if have_mnist else "digits",
-                root=str(MNIST) if have_mnist else None,
-                image_size=28 if have_mnist else 16,
-                epochs=50,
-            )
+            kind = {"n": args.n, "num_clusters": args.clusters, "dataset": "mnist-test" if have_mnist else "digits",
+                    "root": str(MNIST) if have_mnist else None, "image_size": 28 if have_mnist else 16, "epochs": 50}
+            # The run's own maps (random points: opening one is what is timed) and a second run of
+            # the same data for the Compare page.
+            run_dir = fabricate_run(runs / "bench-10k", **kind, own_maps=("tsne", "umap"))
+            fabricate_run(runs / "bench-10k-b", **kind, seed=1)
         n = len(np.load(run_dir / PREDICTIONS_FILE)["cluster"])
         print(f"run: {run_dir.name} ({n:,} samples)")
         methods = [m for m in args.methods.split(",") if m]
-        bench_projection(run_dir, run_dir / "cache", args.points or None, methods)
+        if methods:
+            bench_projection(run_dir, run_dir / "cache", args.points or None, methods)
         if n > 5000 and "tsne" in methods and not args.points:
             # The map's default view: a 5,000-point subsample (what a page switch shows).
             bench_projection(run_dir, run_dir / "cache", 5000, ["tsne"])
         bench_slider(run_dir)
         if not args.skip_pages:
-            bench_pages(runs, args.points or n)
+            bench_pages(runs, args.points or n, run_id=run_dir.name)
         if args.browser:
             bench_browser(runs)
     finally:

@@ -626,3 +626,31 @@ def test_pages_import_only_the_studio_logic_and_the_run_directory_reader() -> No
                 assert node.module.startswith(allowed), f"{page.name} imports {node.module}"
             if isinstance(node, ast.Import):
                 assert not any(a.name.startswith("clustering") for a in node.names), page.name
+
+
+def test_top_confused_cells_skip_the_diagonal_largest_first() -> None:
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
+    clusters = np.array([5, 5, 7, 7, 7, 5, 6, 6, 7, 5])  # 5 -> class 0, 7 -> 1, 6 -> 2
+    conf = confusion.aligned_confusion(labels, clusters, 8)
+    cells = confusion.top_confused_cells(conf, 10)
+    named = [(int(conf.row_clusters[r]), int(conf.col_classes[c]), k) for r, c, k in cells]
+    # off-diagonal: cluster 5 holds one of class 1 and one of class 2; cluster 7 one of 0 and one of 2
+    assert sorted(named) == [(5, 1, 1), (5, 2, 1), (7, 0, 1), (7, 2, 1)]
+    assert all(k > 0 for _, _, k in cells)
+
+
+def test_a_200_class_confusion_figure_stays_light() -> None:
+    from app.logic import figures
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 200, 20_000)
+    clusters = np.where(rng.random(20_000) < 0.8, labels, rng.integers(0, 200, 20_000))
+    conf = confusion.aligned_confusion(labels, clusters, 200)
+    names = [str(i) for i in range(200)]
+    fig = figures.confusion_figure(conf.counts, names, names, normalized=False)
+    heat, markers = fig.data
+    assert heat.text is None and markers.type == "scattergl"
+    assert len(markers.x) == int(np.count_nonzero(conf.counts)) < 200 * 200  # empty cells carry no marker
+    assert fig.layout.height == 1000 and fig.layout.yaxis.showticklabels is False
+    small = figures.confusion_figure(conf.counts[:10, :10], names[:10], names[:10], normalized=False)
+    assert small.data[0].text is not None and len(small.data[1].x) == 100

@@ -108,3 +108,16 @@ def sizes_table(clusters: np.ndarray, confidence: np.ndarray, num_clusters: int)
     sums = np.bincount(clusters, weights=np.asarray(confidence, dtype=float), minlength=num_clusters)
     mean = np.divide(sums, sizes, out=np.full(len(sizes), np.nan), where=sizes > 0)
     return pd.DataFrame({"cluster": np.arange(len(sizes)), "size": sizes, "mean confidence": mean})
+
+
+def top_confused_cells(conf: Confusion, count: int = 20) -> list[tuple[int, int, int]]:
+    """The ``count`` largest off-diagonal cells as (row, column, samples): at 200 classes the
+    matrix is 40,000 cells, and these are the ones worth reading first."""
+    counts = conf.counts.copy()
+    col_of = {int(c): i for i, c in enumerate(conf.col_classes)}
+    for r, cluster in enumerate(conf.row_clusters):
+        if int(cluster) in conf.mapping:
+            counts[r, col_of[conf.mapping[int(cluster)]]] = 0  # the diagonal: correct samples
+    flat = np.argsort(-counts, axis=None, kind="stable")[:count]
+    rows, cols = np.unravel_index(flat, counts.shape)
+    return [(int(r), int(c), int(counts[r, c])) for r, c in zip(rows, cols, strict=True) if counts[r, c] > 0]

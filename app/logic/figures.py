@@ -81,53 +81,63 @@ def sizes_chart(x: np.ndarray, sizes: np.ndarray, title: str, height: int = 320)
     return fig
 
 
+#: Above this many cells the matrix drops per-cell text and markers on empty cells (200 x 200 = 40,000).
+CONFUSION_TEXT_CELLS = 900
+
+
 def confusion_figure(
     values: np.ndarray, row_labels: list[str], col_labels: list[str], normalized: bool, height: int = 520
 ) -> go.Figure:
     """Heatmap plus an invisible marker per cell: Plotly selection events fire on markers, so
-    clicking (or box-selecting) a cell reports it; customdata carries (row, col)."""
+    clicking (or box-selecting) a cell reports it; customdata carries (row, col). A large matrix
+    (many clusters) keeps markers on its non-empty cells only, in WebGL, without cell text, and
+    grows in height; Plotly's zoom reads any region of it."""
     rows, cols = values.shape
-    text = [[f"{v:.2f}" if normalized else f"{int(v)}" for v in row] for row in values]
+    big = rows * cols > CONFUSION_TEXT_CELLS
+    fmt = (lambda v: f"{v:.2f}") if normalized else (lambda v: f"{int(v)}")
     fig = go.Figure(
         go.Heatmap(
             z=values,
             x=list(range(cols)),
             y=list(range(rows)),
-            text=text,
-            texttemplate="%{text}",
+            text=None if big else [[fmt(v) for v in row] for row in values],
+            texttemplate=None if big else "%{text}",
             colorscale="Blues",
-            showscale=False,
+            showscale=big,
             hoverinfo="skip",
         )
     )
-    rr, cc = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    if big:
+        rr, cc = np.nonzero(values)
+    else:
+        rr, cc = (a.ravel() for a in np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij"))
+    scatter = go.Scattergl if len(rr) > 2000 else go.Scatter
     fig.add_trace(
-        go.Scatter(
-            x=cc.ravel(),
-            y=rr.ravel(),
+        scatter(
+            x=cc,
+            y=rr,
             mode="markers",
-            marker={"size": 28, "opacity": 0.01, "symbol": "square"},
-            customdata=np.stack([rr.ravel(), cc.ravel()], axis=1),
+            marker={"size": max(3, min(28, 560 // max(rows, cols, 1))), "opacity": 0.01, "symbol": "square"},
+            customdata=np.stack([rr, cc], axis=1),
             showlegend=False,
-            hovertemplate="cluster row %{y}, class column %{x}<br>%{text}<extra></extra>",
-            text=[
-                f"{row_labels[r]} × {col_labels[c]}: {text[r][c]}"
-                for r, c in zip(rr.ravel(), cc.ravel(), strict=True)
-            ],
+            hovertemplate="%{text}<extra></extra>",
+            text=[f"{row_labels[r]} × {col_labels[c]}: {fmt(values[r, c])}" for r, c in zip(rr, cc, strict=True)],
         )
     )
     # No drag mode: Streamlit turns clicks into selections only when the chart is not in
     # box/lasso mode (box selection stays available from the toolbar).
-    fig.update_layout(height=height, margin=MARGIN, dragmode=False)
+    fig.update_layout(height=max(height, min(1400, 5 * rows)) if big else height, margin=MARGIN, dragmode=False)
     fig.update_xaxes(
-        tickmode="array", tickvals=list(range(cols)), ticktext=col_labels, title="true class", side="top"
-    )
+        tickmode="array", tickvals=list(range(cols)), ticktext=col_labels, title="true class", side="top",
+        showticklabels=cols <= 60,
+    )  # fmt: skip
     fig.update_yaxes(
         tickmode="array",
         tickvals=list(range(rows)),
         ticktext=row_labels,
         title="cluster → mapped class",
         autorange="reversed",
+        showticklabels=rows <= 60,
     )
     return fig
 

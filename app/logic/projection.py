@@ -24,6 +24,7 @@ from clustering.runs import atomic_path
 
 METHODS = projections.METHODS
 SOURCES = projections.SOURCES
+DEFAULTS = projections.DEFAULTS  # the parameters of a run's own maps
 
 
 @dataclass(frozen=True)

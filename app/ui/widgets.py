@@ -28,8 +28,13 @@ def image_grid(
         st.info(f"No images to show: {view.problem}")
         return
     shown = positions[:limit]
-    thumbs = thumbnails(view.images, shown, index, size)
-    caps = captions[: len(shown)] if captions is not None else None
+    rows = np.asarray(index)[shown]
+    has_image = (rows >= 0) & (rows < len(view.images))
+    if not has_image.all():  # a run of a larger data set than the one loaded here
+        st.caption(f"{int((~has_image).sum())} of these samples have no image in the loaded data set "
+                   f"({len(view.images):,} images)")  # fmt: skip
+    thumbs = thumbnails(view.images, shown[has_image], index, size)
+    caps = [captions[i] for i in np.flatnonzero(has_image)] if captions is not None else None
     st.image(thumbs, caption=caps, width=size + 8 if caps else size)
     if len(positions) > limit:
         st.caption(f"showing {limit} of {len(positions)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from app.logic import confusion, figures, selection
@@ -61,6 +62,22 @@ with right:
     )
 
 cells = selection.selected_cells(selection.selection_points(event))
+confused = confusion.top_confused_cells(conf, 20)
+if confused:
+    st.markdown("**Most confused cells** (off the diagonal; pick a row to see its images)")
+    picked_row = st.dataframe(
+        pd.DataFrame(
+            [{"cluster": row_labels[r], "true class": col_labels[c], "images": k} for r, c, k in confused]
+        ),
+        hide_index=True,
+        height=220,
+        on_select="rerun",
+        selection_mode="single-row",
+        key="cm_confused",
+    )
+    chosen = picked_row.selection.rows if picked_row is not None else []
+    if chosen and not cells:
+        cells = [confused[chosen[0]][:2]]
 st.subheader("Images behind a cell")
 if not cells:
     c1, c2 = st.columns(2)

@@ -13,7 +13,6 @@ from app.logic.confusion import class_name
 from app.logic.failures import mapped_labels
 from app.logic.runsdir import cache_dir
 from app.ui import context, widgets
-from clustering import projections
 from clustering.runs import PREDICTIONS_FILE
 
 AUTO_COMPUTE_MAX = 2500  # small projections start by themselves; larger ones wait for a click
@@ -40,9 +39,9 @@ method = c1.radio(
 source = c2.selectbox("Of", sources, format_func=SOURCE_NAMES.get, key="map_source")
 # The run's own map of every sample (written when it ended) when the knobs are the run's: then
 # nothing is computed and the point count is all of them.
-knobs = {k: st.session_state.get(f"map_{k}", projections.DEFAULTS[k]) for k in ("perplexity", "seed")}
-knobs |= {"n_neighbors": st.session_state.get("map_neighbors", projections.DEFAULTS["n_neighbors"]),
-          "min_dist": st.session_state.get("map_min_dist", projections.DEFAULTS["min_dist"])}  # fmt: skip
+knobs = {k: st.session_state.get(f"map_{k}", projection.DEFAULTS[k]) for k in ("perplexity", "seed")}
+knobs |= {"n_neighbors": st.session_state.get("map_neighbors", projection.DEFAULTS["n_neighbors"]),
+          "min_dist": st.session_state.get("map_min_dist", projection.DEFAULTS["min_dist"])}  # fmt: skip
 own_params = projection.ProjectionParams(method=method, source=source, subsample=None, **knobs)
 own = projection.run_projection(ctx.ref.path, pred.step, own_params, n)
 sizes = [s for s in (1000, 2000, 5000, 10000, 20000) if s < n] + [n]

@@ -26,8 +26,11 @@ def export(positions: np.ndarray, name: str, key: str) -> None:
     widgets.download_csv(df, f"{ctx.ref.run_id}-{name}.csv", key=key)
 
 
+sizes = np.bincount(pred.cluster, minlength=pred.num_clusters)  # once: 200 options x 100k samples otherwise
+
+
 def cluster_title(c: int) -> str:
-    size = int((pred.cluster == c).sum())
+    size = int(sizes[c])
     mapped = (
         f" → {class_name(names, mapping[c])}" if c in mapping else (" (unmapped)" if pred.has_labels else "")
     )
