@@ -128,6 +128,8 @@ BROWSER_PAGES = [
     ("Embedding map", "Selection"),
     ("Community graph", "neighbourhood"),
     ("Galleries & failures", "images in range"),
+    ("Run story", "Image histories"),
+    ("Compare runs", "Agreement (aligned)"),
     ("Runs", "Launch a run"),
 ]
 

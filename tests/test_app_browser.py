@@ -43,6 +43,8 @@ PAGES = [
     ("embedding", "Selection"),
     ("graph", "neighbourhood"),
     ("galleries", "images in range"),
+    ("story", "Image histories"),
+    ("compare", "Agreement (aligned)"),
 ]
 
 pytestmark = pytest.mark.browser

@@ -58,14 +58,23 @@ def test_lnscc_free_embedding_ceiling_separates_blobs_and_lowers_its_loss() -> N
 
 
 def test_lnscc_ceiling_command_writes_its_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["bench", "lnscc-ceiling", "--steps", "20", "--pairs", "500", "--im-neg-scales", "0.5",
-                 "--results", str(tmp_path)])  # fmt: skip
+    code = main(["bench", "lnscc-ceiling", "--steps", "20", "--pairs", "500", "--configs", "published,tau+weighted",
+                 "--minutes", "0.05", "--threads", "1", "--eval-every", "1", "--results", str(tmp_path)])  # fmt: skip
     assert code == 0
     with open(tmp_path / "lnscc_ceiling.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [(r["im_neg_scale"], r["step"]) for r in rows] == [("0.5", s) for s in ("5", "10", "15", "20")]
+    table = [(r["config"], r["step"]) for r in rows if r["model"] == "table"]
+    assert table == [(c, s) for c in ("published", "tau+weighted") for s in ("5", "10", "15", "20")]
+    network = [r for r in rows if r["model"] == "network"]
+    assert sorted(r["config"] for r in network) == ["published", "tau+weighted"]
     assert all(0.0 < float(r["acc"]) <= 1.0 for r in rows)
+    assert all(0.0 < float(r["kmeans_z_acc"]) <= 1.0 for r in network)
     assert "10-NN label agreement" in capsys.readouterr().out
+
+
+def test_lnscc_ceiling_refuses_an_unknown_configuration(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "lnscc-ceiling", "--configs", "published,fancy"]) == 2
+    assert "unknown LNSCC configuration 'fancy'; valid: published, no-im-neg" in capsys.readouterr().err
 
 
 def test_degeneracy_table_has_every_variants_epochs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -225,6 +225,38 @@ def test_soft_contrastive_hand_case_and_zero_distance() -> None:
     assert torch.isfinite(same)  # a repelled pair at distance 0 is large but finite
 
 
+def test_bounded_repulsion_hand_cases_and_gradient_bound() -> None:
+    z_i, z_j = torch.zeros(3, 2), torch.tensor([[3.0, 4.0], [3.0, 4.0], [0.0, 0.0]])
+    attract = torch.tensor([True, False, False])
+    costs = soft_contrastive_loss(z_i, z_j, attract, reduction="none", repulsion="bounded")
+    # attraction is the paper's d; repulsion -log(1 - e^-d / 2): at d = 5 and at d = 0 (log 2)
+    assert costs.tolist() == pytest.approx([5.0, -math.log(1 - math.exp(-5) / 2), math.log(2)], abs=1e-5)
+    near = torch.tensor([[1e-3, 0.0]], requires_grad=True)
+    for repulsion, bound in (("bounded", 1.0 + 1e-3), ("log", None)):
+        near.grad = None
+        soft_contrastive_loss(near, torch.zeros(1, 2), torch.tensor([False]), repulsion=repulsion).backward()
+        push = float(near.grad.norm())
+        if bound is not None:
+            assert push <= bound  # at most 1 however close
+        else:
+            assert push > 100  # the paper's term: about 1/d
+    with pytest.raises(ValueError, match="valid: log, bounded"):
+        soft_contrastive_loss(z_i, z_j, attract, repulsion="soft")
+
+
+@pytest.mark.parametrize("p,d,seed", [(5, 2, 0), (20, 8, 1)])
+def test_bounded_repulsion_matches_loop(p: int, d: int, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    z_i, z_j = torch.randn(p, d, generator=g, dtype=torch.float64), torch.randn(p, d, generator=g, dtype=torch.float64)
+    attract = torch.rand(p, generator=g) < 0.5
+    costs = soft_contrastive_loss(z_i, z_j, attract, reduction="none", repulsion="bounded")
+    expected = []
+    for a, b, att in zip(z_i.tolist(), z_j.tolist(), attract.tolist(), strict=True):
+        dist = math.sqrt(sum((x - y) ** 2 for x, y in zip(a, b, strict=True)))
+        expected.append(dist if att else -math.log(1 - 0.5 * math.exp(-dist)))
+    assert costs.tolist() == pytest.approx(expected, abs=1e-6)
+
+
 @pytest.mark.parametrize("n,k,gamma", [(6, 2, 1.0), (20, 5, 0.5), (50, 10, 2.0)])
 def test_self_training_matches_loop(n: int, k: int, gamma: float) -> None:
     u = _probs(n, k, 7, sharp=2.0)

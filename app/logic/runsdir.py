@@ -38,6 +38,8 @@ from clustering.runs import (
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_RUNS = REPO_ROOT / "assets" / "demo_runs"
+#: The demo the studio opens on a first start; the others (e.g. SACC, for Compare runs) follow.
+PRIMARY_DEMO = "demo-uccc-digits"
 ENV_VAR = "CLUSTER_STUDIO_RUNS"
 DEFAULT_RUNS = "runs"
 #: Launch logs and launch records live here, beside (not inside) the run directories: the
@@ -72,7 +74,8 @@ class RunRef:
 
 
 def discover_runs(runs_folder: Path, demo_folder: Path | None = DEMO_RUNS) -> list[RunRef]:
-    """User runs (newest first by directory name and mtime) followed by the demo runs.
+    """User runs (newest first by directory name and mtime) followed by the demo runs
+    (:data:`PRIMARY_DEMO` first, then by name).
 
     A demo run already copied into the runs folder (same id) is listed once, as the user's.
     """
@@ -88,7 +91,10 @@ def discover_runs(runs_folder: Path, demo_folder: Path | None = DEMO_RUNS) -> li
             if path.name in seen:
                 continue
             found.append(path)
-        found.sort(key=lambda p: (_mtime(p), p.name), reverse=True)
+        if read_only:  # the shipped demos in a fixed order, the primary one first (a clone sets every mtime)
+            found.sort(key=lambda p: (p.name != PRIMARY_DEMO, p.name))
+        else:
+            found.sort(key=lambda p: (_mtime(p), p.name), reverse=True)
         for path in found:
             seen.add(path.name)
             refs.append(RunRef(path.name, path, read_only))

@@ -6,6 +6,7 @@ import argparse
 
 from clustering.bench.experiments import DEGENERACY_VARIANTS, cmd_degeneracy, cmd_lnscc_ceiling
 from clustering.bench.faults import cmd_faults
+from clustering.bench.lnscc_ceiling import CONFIGS as LNSCC_CONFIGS
 from clustering.bench.quality import cmd_ablation, cmd_quality
 from clustering.bench.speed import cmd_distributed, cmd_speed
 
@@ -88,9 +89,15 @@ def _add_experiment_parsers(bsub: argparse._SubParsersAction) -> None:
     p = bsub.add_parser("lnscc-ceiling", help="LNSCC's pair objective over a free embedding table: its k-means ACC")
     p.add_argument("--dataset", default="digits")
     p.add_argument("--root")
-    p.add_argument("--im-neg-scales", default="1,0", help="E^{im-} scales to compare (1 = the paper, 0 = without)")
+    p.add_argument("--configs", default="published,no-im-neg",
+                   help="named LNSCC option sets (clustering.bench.lnscc_ceiling.CONFIGS): " + ", ".join(LNSCC_CONFIGS))
     p.add_argument("--seeds", type=int, default=1)
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=2000, help="Adam steps on the free table (0: skip the table)")
+    p.add_argument("--minutes", type=float, default=0.0,
+                   help="also train the network (LNSCC itself) this long per configuration and seed (0: skip)")
+    p.add_argument("--threads", type=int, help="torch threads per network run")
+    p.add_argument("--jobs", type=int, default=1, help="network runs at once")
+    p.add_argument("--eval-every", type=int, default=5, help="network runs: evaluate every N epochs")
     p.add_argument("--pairs", type=int, default=20000, help="pairs per Adam step")
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--dim", type=int, default=64)

@@ -14,29 +14,59 @@ from clustering.errors import UserError
 
 
 def cmd_lnscc_ceiling(args: argparse.Namespace) -> int:
-    """LNSCC's pair objective over a free embedding table (``clustering.bench.lnscc_ceiling``), per
-    E^{im-} scale and seed: the k-means ACC the objective gives without network or budget."""
-    from clustering.bench.lnscc_ceiling import free_embedding_ceiling, knn_label_agreement
+    """LNSCC's objective per named option set (``clustering.bench.lnscc_ceiling.CONFIGS``) and seed:
+    over a free embedding table (what the objective gives without network or budget; ``--steps``)
+    and, with ``--minutes``, the network itself trained on the same options (how far the MLP
+    falls short of its own objective)."""
+    from clustering.bench.lnscc_ceiling import config_params, free_embedding_ceiling, knn_label_agreement
     from clustering.methods import get_method, resolve_params
     from clustering.methods.lnscc import graph_inputs
 
+    names = [n.strip() for n in args.configs.split(",") if n.strip()]
+    try:
+        params_of = {name: resolve_params(get_method("lnscc"), config_params(name)) for name in names}
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     data = load_native(args.dataset, args.root)
     x, labels = graph_inputs(data.inputs), np.asarray(data.labels)
     if labels.min() < 0:
         raise UserError(f"bench lnscc-ceiling needs labels; data set {args.dataset!r} has none")
     print(f"{args.dataset}: {x.shape[0]} x {x.shape[1]} inputs, their own 10-NN label agreement "
           f"{knn_label_agreement(x, labels):.3f}", flush=True)  # fmt: skip
-    rows = []
-    for scale in [float(v) for v in args.im_neg_scales.split(",") if v]:
-        params = resolve_params(get_method("lnscc"), {"im_neg_scale": scale})
-        for seed in range(args.seeds):
-            found = free_embedding_ceiling(x, labels, data.num_classes, params, steps=args.steps,
-                                           pairs_per_step=args.pairs, lr=args.lr, dim=args.dim, seed=seed)  # fmt: skip
-            for row in found:
-                rows.append({"dataset": args.dataset, "im_neg_scale": scale, "seed": seed, **row})
-                print(" ".join(f"{k}={fmt(v)}" for k, v in rows[-1].items()), flush=True)
-    columns = ("dataset", "im_neg_scale", "seed", "step", "loss", "acc", "nmi", "knn_agreement", "seconds")
-    text = f"## LNSCC's pair objective over a free {args.dim}-d table on {args.dataset}\n\n{markdown(rows, columns)}\n"
+    rows: list[dict[str, Any]] = []
+    if args.steps > 0:
+        for name in names:
+            for seed in range(args.seeds):
+                found = free_embedding_ceiling(x, labels, data.num_classes, params_of[name], steps=args.steps,
+                                               pairs_per_step=args.pairs, lr=args.lr, dim=args.dim,
+                                               seed=seed)  # fmt: skip
+                for row in found:
+                    rows.append({"dataset": args.dataset, "config": name, "model": "table", "seed": seed, **row})
+                    print(" ".join(f"{k}={fmt(v)}" for k, v in rows[-1].items()), flush=True)
+    if args.minutes > 0:
+        jobs = [Job(args.dataset, "lnscc", seed, name, config_params(name), {}) for name in names
+                for seed in range(args.seeds)]  # fmt: skip
+        run_args = argparse.Namespace(root=args.root, image_size=None, minutes=args.minutes, epochs=None,
+                                      results=args.results, threads=args.threads, eval_every=args.eval_every,
+                                      jobs=args.jobs)  # fmt: skip
+
+        def network_row(row: dict[str, Any]) -> None:
+            z = np.asarray(np.load(Path(row["run_dir"]) / "predictions.npz")["z"], dtype=np.float32)
+            from sklearn.cluster import KMeans
+
+            from clustering.metrics import evaluate
+
+            kmeans = evaluate(labels, KMeans(data.num_classes, n_init=3, random_state=0).fit_predict(z))
+            rows.append({"dataset": args.dataset, "config": row["config"], "model": "network", "seed": row["seed"],
+                         "step": row.get("epochs"), "acc": row["acc"], "nmi": row["nmi"],
+                         "kmeans_z_acc": kmeans["acc"], "seconds": row["seconds"]})  # fmt: skip
+            print(" ".join(f"{k}={fmt(v)}" for k, v in rows[-1].items()), flush=True)
+
+        run_jobs(jobs, run_args, lambda _: data, network_row)
+    columns = ("dataset", "config", "model", "seed", "step", "loss", "acc", "nmi", "kmeans_z_acc", "knn_agreement",
+               "seconds")  # fmt: skip
+    text = f"## LNSCC's objective per option set on {args.dataset} (table: {args.dim}-d free table; network: " \
+           f"{args.minutes} min)\n\n{markdown(rows, columns)}\n"  # fmt: skip
     save_table(Path(args.results), args.name or "lnscc_ceiling", rows, list(columns), text)
     return 0
 

@@ -47,7 +47,8 @@ def free_embedding_ceiling(
         inputs: (N, D) vectors the graph is built on (LNSCC's ``graph_inputs``).
         labels: (N,) ground truth, for evaluation only.
         num_clusters: K for k-means.
-        params: the graph and pair-set parameters (M, alpha, beta, max_copies, im_neg_scale).
+        params: the graph, pair-set and loss parameters (M, alpha, beta, max_copies, im_neg_scale,
+            graph_tau, pair_sampling, negatives, repulsion; two_stage concerns the head only).
         steps, pairs_per_step, lr: Adam on the table; each step draws ``pairs_per_step`` pairs.
         dim: the table's width (LNSCC's Z is 64-d).
         evaluations: how many evenly spaced evaluations (the last at ``steps``).
@@ -62,8 +63,8 @@ def free_embedding_ceiling(
 
     p = params or LNSCCParams()
     idx, dist = knn(inputs, p.neighbors)
-    sets = knn_pair_sets(idx, dist, p.alpha, p.beta, p.max_copies)
-    sampler = PairSampler(sets, torch.from_numpy(idx), p.im_neg_scale)
+    sets = knn_pair_sets(idx, dist, p.alpha, p.beta, p.max_copies, p.graph_tau)
+    sampler = PairSampler(sets, torch.from_numpy(idx), p.im_neg_scale, p.pair_sampling, p.negatives)
     generator = torch.Generator().manual_seed(seed)
     table = torch.nn.Parameter(0.1 * torch.randn(len(inputs), dim, generator=generator))
     optimizer = torch.optim.Adam([table], lr=lr)
@@ -71,7 +72,8 @@ def free_embedding_ceiling(
     rows, losses, start = [], [], time.time()
     for step in range(1, steps + 1):
         pairs, which = sampler.draw(pairs_per_step, generator)
-        loss = soft_contrastive_loss(table[pairs[:, 0]], table[pairs[:, 1]], sampler.attract[which])
+        loss = soft_contrastive_loss(table[pairs[:, 0]], table[pairs[:, 1]], sampler.attract[which],
+                                     repulsion=p.repulsion)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -83,3 +85,28 @@ def free_embedding_ceiling(
                          "knn_agreement": knn_label_agreement(z, labels), "seconds": time.time() - start})  # fmt: skip
             losses = []
     return rows
+
+
+#: Named LNSCC option sets compared by ``bench lnscc-ceiling --configs`` (README, "LNSCC: the
+#: text's missing pieces"): the paper's text, each missing piece on its own, and combinations.
+CONFIGS: dict[str, dict[str, Any]] = {
+    "published": {"graph_tau": 0.0, "pair_sampling": "sets", "repulsion": "log", "two_stage": 0.0, "im_neg_scale": 1.0},
+    "no-im-neg": {"im_neg_scale": 0.0},
+    "tau": {"graph_tau": 0.4},
+    "weighted": {"pair_sampling": "weighted"},
+    "bounded": {"repulsion": "bounded"},
+    "two-stage": {"two_stage": 0.5},
+    "tau+weighted": {"graph_tau": 0.4, "pair_sampling": "weighted"},
+    "tau+weighted+bounded": {"graph_tau": 0.4, "pair_sampling": "weighted", "repulsion": "bounded"},
+    "all": {"graph_tau": 0.4, "pair_sampling": "weighted", "repulsion": "bounded", "two_stage": 0.5},
+    "default": {},
+}
+
+
+def config_params(name: str) -> dict[str, Any]:
+    """The LNSCC parameter overrides of a named configuration ("published" pins every option to
+    the paper; the others change only what they name; "default" is LNSCCParams as shipped)."""
+    if name not in CONFIGS:
+        raise ValueError(f"unknown LNSCC configuration {name!r}; valid: {', '.join(CONFIGS)}")
+    published = dict(CONFIGS["published"])
+    return published | CONFIGS[name] if name not in ("published", "default") else dict(CONFIGS[name])

@@ -39,9 +39,10 @@ import torch
 from torch import Tensor, nn
 
 from clustering.losses import self_training_loss, soft_contrastive_loss
+from clustering.losses.soft_contrastive import REPULSIONS
 from clustering.methods.common import out_features
 from clustering.methods.defaults import TrainDefaults
-from clustering.methods.lnscc_graph import SETS, PairSampler, PairSets, knn, knn_pair_sets
+from clustering.methods.lnscc_graph import SAMPLINGS, SETS, PairSampler, PairSets, knn, knn_pair_sets
 from clustering.methods.registry import Batch, ClusterMethod, StepOutput, register_method
 from clustering.models import ClusterModel
 
@@ -58,6 +59,19 @@ class LNSCCParams:
     im_neg_scale: multiplies |E^{im-}| when pairs are drawn (1 = the paper). At the paper's
         counts every kNN edge is repelled about 10 times for each time it is attracted (module
         docstring); 0 drops that expansion.
+
+    The options below are the pieces the text leaves open (README, "LNSCC: the text's missing
+    pieces"); each value that is not the paper's is marked so:
+    graph_tau: softmax(-D / T) with T = graph_tau x the data's mean 1st-to-M-th neighbour distance
+        gap (``lnscc_graph.graph_temperature``); 0 = the paper's softmax(-D) on raw distances.
+    pair_sampling: ``sets`` (the paper's four quantity-augmented sets) or ``weighted`` (attract
+        edges in proportion to A_ij, ``negatives`` uniform non-edges each, no E^{im-}).
+    negatives: repelling pairs per attracting one under ``weighted``.
+    repulsion: ``log`` (-log(1 - O), the paper) or ``bounded`` (-log(1 - O / 2), at most log 2).
+    two_stage: 0 = the paper (pair and self-training losses from the first step, eta ramped by
+        Eq. 19). In (0, 1): the pair losses alone until this fraction of the run, then the
+        cluster head is fitted to k-means on Z (``head_fit_steps`` Adam steps on all of Z), then
+        self-training with eta ramped from 0 by Eq. 19.
     """
 
     neighbors: int = 10
@@ -69,6 +83,12 @@ class LNSCCParams:
     cluster_hidden: int = 32
     max_copies: int = 1000
     im_neg_scale: float = 1.0
+    graph_tau: float = 0.0
+    pair_sampling: str = "sets"
+    negatives: int = 5
+    repulsion: str = "log"
+    two_stage: float = 0.0
+    head_fit_steps: int = 300
 
     def validate(self) -> None:
         if self.neighbors < 1:
@@ -79,6 +99,18 @@ class LNSCCParams:
             raise ValueError(f"im_neg_scale must be >= 0, got {self.im_neg_scale}")
         if self.cluster_hidden < 1 or self.max_copies < 1:
             raise ValueError("cluster_hidden and max_copies must be >= 1")
+        if self.graph_tau < 0:
+            raise ValueError(f"graph_tau must be >= 0 (0 = the paper), got {self.graph_tau}")
+        if self.pair_sampling not in SAMPLINGS:
+            raise ValueError(f"unknown pair_sampling {self.pair_sampling!r}; valid: {', '.join(SAMPLINGS)}")
+        if self.negatives < 1:
+            raise ValueError(f"negatives must be >= 1, got {self.negatives}")
+        if self.repulsion not in REPULSIONS:
+            raise ValueError(f"unknown repulsion {self.repulsion!r}; valid: {', '.join(REPULSIONS)}")
+        if not 0 <= self.two_stage < 1:
+            raise ValueError(f"two_stage must be in [0, 1) (0 = one stage, the paper), got {self.two_stage}")
+        if self.head_fit_steps < 1:
+            raise ValueError(f"head_fit_steps must be >= 1, got {self.head_fit_steps}")
 
 
 def graph_inputs(x: Tensor) -> np.ndarray:
@@ -121,6 +153,8 @@ class LNSCC(ClusterMethod):
         self.register_buffer("knn_dist", torch.zeros(num_samples, params.neighbors))
         self.register_buffer("graph_ready", torch.tensor(False))
         self.register_buffer("steps", torch.tensor(0, dtype=torch.long))
+        # two_stage: the step at which the head was fitted to k-means on Z (-1: not yet).
+        self.register_buffer("head_step", torch.tensor(-1, dtype=torch.long))
         self._pairs: PairSets | None = None
         self._sampler: PairSampler | None = None
 
@@ -145,8 +179,8 @@ class LNSCC(ClusterMethod):
         if self._pairs is None:
             p = self.params
             idx, dist = self.knn_index.cpu().numpy(), self.knn_dist.double().cpu().numpy()
-            self._pairs = knn_pair_sets(idx, dist, p.alpha, p.beta, p.max_copies)
-            self._sampler = PairSampler(self._pairs, self.knn_index, p.im_neg_scale)
+            self._pairs = knn_pair_sets(idx, dist, p.alpha, p.beta, p.max_copies, p.graph_tau)
+            self._sampler = PairSampler(self._pairs, self.knn_index, p.im_neg_scale, p.pair_sampling, p.negatives)
         return self._pairs
 
     def draw_pairs(self, num: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
@@ -159,13 +193,54 @@ class LNSCC(ClusterMethod):
     # ------------------------------------------------------------------ step
 
     def eta(self) -> float:
-        return min(self.params.delta * float(self.steps), self.params.xi)
+        """Eq. 19's weight of the self-training loss; under ``two_stage`` 0 until the head is
+        fitted, then ramped from there."""
+        if self.params.two_stage <= 0:
+            return min(self.params.delta * float(self.steps), self.params.xi)
+        if int(self.head_step) < 0:
+            return 0.0
+        return min(self.params.delta * float(self.steps - self.head_step), self.params.xi)
+
+    @torch.no_grad()
+    def _z_of(self, inputs: Tensor, device: torch.device, chunk: int = 2048) -> Tensor:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            zs = []
+            for start in range(0, len(inputs), chunk):
+                x = inputs[start : start + chunk].to(device)
+                zs.append(self.model(x.float() / 255.0 if x.dtype == torch.uint8 else x.float()).z.float())
+        finally:
+            self.model.train(was_training)
+        return torch.cat(zs)
+
+    def fit_head_to_kmeans(self, inputs: Tensor, device: torch.device, seed: int = 0) -> None:
+        """The second stage's start: k-means on Z of the whole data set, then the layers of the
+        cluster head after Z fitted to its assignments (cross-entropy, Z fixed). Every DDP process
+        computes the same (same Z, same seed)."""
+        from sklearn.cluster import KMeans
+
+        z = self._z_of(inputs, device)
+        k = self.model.num_clusters
+        labels = KMeans(k, n_init=3, random_state=seed).fit_predict(z.cpu().numpy())
+        target = torch.from_numpy(labels).long().to(device)
+        head = self.model.cluster_head[1:]  # [0] is the shared Z layer
+        optimizer = torch.optim.Adam(head.parameters(), lr=1e-2)
+        with torch.enable_grad():
+            for _ in range(self.params.head_fit_steps):
+                loss = nn.functional.cross_entropy(head(z), target)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        self.head_step.fill_(int(self.steps))
 
     def training_step(self, batch: Batch) -> StepOutput:
         if batch.dataset_inputs is None:
             raise RuntimeError("LNSCC needs Batch.dataset_inputs (the trainer fills it)")
         if not bool(self.graph_ready):
             self.build_graph(batch.dataset_inputs)
+        if 0 < self.params.two_stage <= batch.progress and int(self.head_step) < 0:
+            self.fit_head_to_kmeans(batch.dataset_inputs, batch.inputs.device)
         self.steps += 1  # n_i of Eq. 19 counts from 1
         x = batch.inputs
         n = x.shape[0]
@@ -179,7 +254,7 @@ class LNSCC(ClusterMethod):
         z_i, z_j = out.z[inverse[n : n + len(pairs)]], out.z[inverse[n + len(pairs) :]]
         which = which.to(out.z.device)
         attract = self._sampler.attract.to(out.z.device)[which]
-        costs = soft_contrastive_loss(z_i, z_j, attract, reduction="none")
+        costs = soft_contrastive_loss(z_i, z_j, attract, reduction="none", repulsion=self.params.repulsion)
         per_set = {s: costs[which == k].sum() / len(pairs) for k, s in enumerate(SETS)}
         # The target's cluster frequencies and the prior span the batch: under DDP gather it (the
         # identity in one process). The pair terms are per-pair means; DDP's gradient averaging

@@ -49,9 +49,25 @@ def knn(x: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     return idx[keep].reshape(n, m), dist[keep].reshape(n, m)
 
 
-def local_weights(dist: np.ndarray) -> np.ndarray:
-    """Eq. 1: W_i. = softmax(-D_i.) row by row (computed stably)."""
-    shifted = -(dist - dist.min(axis=1, keepdims=True))
+def graph_temperature(dist: np.ndarray, tau: float) -> float:
+    """The T of softmax(-D / T): 1 (the paper: the raw distances) when ``tau`` is 0, else ``tau``
+    times the mean gap between each row's nearest and M-th nearest neighbour.
+
+    On pixels in [0, 1] the paper's softmax(-D) is nearly flat (MNIST-test: that gap is about 1.1,
+    so the 1st and 10th neighbour get weights within a factor 3), and its shape changes with the
+    units of the data; measured in the data's own gap, T is the same for pixels, rescaled
+    pixels and any feature matrix."""
+    if tau < 0:
+        raise ValueError(f"graph tau must be >= 0, got {tau}")
+    if tau == 0:
+        return 1.0
+    gap = float(np.mean(dist[:, -1] - dist[:, 0]))
+    return tau * gap if gap > 0 else 1.0
+
+
+def local_weights(dist: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Eq. 1: W_i. = softmax(-D_i. / T) row by row (computed stably); T = 1 is the paper."""
+    shifted = -(dist - dist.min(axis=1, keepdims=True)) / temperature
     e = np.exp(shifted)
     return e / e.sum(axis=1, keepdims=True)
 
@@ -109,9 +125,10 @@ def pair_sets(a: sp.csr_matrix, alpha: float = 2.0, beta: float = 5.0, max_copie
 
 
 def knn_pair_sets(idx: np.ndarray, dist: np.ndarray, alpha: float = 2.0, beta: float = 5.0,
-                  max_copies: int = 1000) -> PairSets:  # fmt: skip
-    """The pair sets of a kNN table ((N, M) indices and distances): Eq. 1, 2, then 6, 11, 16."""
-    return pair_sets(adjacency(idx, local_weights(dist)), alpha, beta, max_copies)
+                  max_copies: int = 1000, tau: float = 0.0) -> PairSets:  # fmt: skip
+    """The pair sets of a kNN table ((N, M) indices and distances): Eq. 1, 2, then 6, 11, 16;
+    ``tau``: see :func:`graph_temperature` (0 = the paper)."""
+    return pair_sets(adjacency(idx, local_weights(dist, graph_temperature(dist, tau))), alpha, beta, max_copies)
 
 
 def draw_edges(counts: Tensor, num: int, generator: torch.Generator | None) -> Tensor:
@@ -141,22 +158,41 @@ def draw_non_edges(neighbors: Tensor, num: int, generator: torch.Generator | Non
     return torch.stack([i, j], dim=1)[~linked]
 
 
-class PairSampler:
-    """Pairs drawn uniformly from the union of the four pair sets, on the kNN table's device.
+SAMPLINGS = ("sets", "weighted")
 
-    Each set contributes in proportion to its size (what beta balances), E^{im-} scaled by
+
+class PairSampler:
+    """Pairs for one step, on the kNN table's device.
+
+    ``sampling="sets"`` (the paper): uniformly from the union of the four pair sets, so each set
+    contributes in proportion to its size (what beta balances), E^{im-} scaled by
     ``im_neg_scale``; E^{ba}, E^{im+/-} edges in proportion to their copy counts, E^{dis} pairs
     afresh among the non-edges.
+
+    ``sampling="weighted"`` (another reading of "the mean value in A" as the mean over the whole
+    N x N matrix, under which every edge is above average and the copies of Eq. 6 and 11 are
+    proportional to A_ij): attracting pairs are edges drawn with probability proportional to
+    A_ij, and each comes with ``negatives`` repelling non-edges drawn uniformly; E^{im-} is not
+    drawn. Attracting pairs are reported as ``im_pos``, repelling ones as ``dis``.
     """
 
-    def __init__(self, sets: PairSets, neighbors: Tensor, im_neg_scale: float = 1.0) -> None:
+    def __init__(self, sets: PairSets, neighbors: Tensor, im_neg_scale: float = 1.0, sampling: str = "sets",
+                 negatives: int = 5) -> None:  # fmt: skip
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"unknown pair sampling {sampling!r}; valid: {', '.join(SAMPLINGS)}")
         device = neighbors.device
         self.neighbors = neighbors
         self.edges = torch.from_numpy(sets.edges).to(device)
         self.counts = {name: torch.from_numpy(getattr(sets, name)).to(device) for name in SETS[:3]}
-        sizes = sets.sizes()
-        scale = {"im_neg": im_neg_scale}
-        self.weights = torch.tensor([float(sizes[s]) * scale.get(s, 1.0) for s in SETS], device=device)
+        if sampling == "weighted":
+            # Probability proportional to A_ij: integer weights at a resolution of 1e-6 of the largest.
+            self.counts["im_pos"] = torch.from_numpy(np.ceil(sets.a / sets.a.max() * 1e6).astype(np.int64)).to(device)
+            shares = {"im_pos": 1.0, "dis": float(negatives)}
+            self.weights = torch.tensor([shares.get(s, 0.0) for s in SETS], device=device)
+        else:
+            sizes = sets.sizes()
+            scale = {"im_neg": im_neg_scale}
+            self.weights = torch.tensor([float(sizes[s]) * scale.get(s, 1.0) for s in SETS], device=device)
         #: (4,) bool: whether a pair from ``SETS[k]`` attracts.
         self.attract = torch.tensor([ATTRACT[s] for s in SETS], device=device)
 
