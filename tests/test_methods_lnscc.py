@@ -111,3 +111,50 @@ def test_the_published_configuration_pins_every_option_to_the_paper() -> None:
     assert config_params("default") == {}
     with pytest.raises(ValueError, match="valid: published"):
         config_params("nope")
+
+
+def test_the_shipped_published_config_file_is_the_published_configuration() -> None:
+    import json
+    from pathlib import Path
+
+    from clustering.config import TrainConfig
+
+    path = Path(__file__).resolve().parents[1] / "assets" / "configs" / "lnscc-as-published.json"
+    config = TrainConfig.load(path)
+    assert config.method == "lnscc" and config.method_params == CONFIGS["published"]
+    assert json.loads(path.read_text())["method_params"] == config_params("published")
+
+
+def test_lnscc_on_a_saved_pixel_matrix_is_the_same_problem_as_on_the_images(tmp_path) -> None:  # noqa: ANN001
+    """--dataset vectors on an .npz of the images' pixels (flattened, in [0, 1]): the same graph,
+    the same pair sets and the same network; only the input normalisation differs (images are
+    standardised per channel inside the model, vectors enter as given), so the losses differ a
+    little and both are finite."""
+    from types import SimpleNamespace
+
+    from clustering.config import TrainConfig
+    from clustering.data import load_dataset
+    from clustering.setup import build_method, prepare_data, resolve_config
+
+    images = load_dataset("digits")
+    images.inputs, images.labels = images.inputs[:300], images.labels[:300]
+    np.savez(tmp_path / "pixels.npz", x=images.inputs.reshape(300, -1).float().numpy() / 255.0, y=images.labels)
+    vectors = load_dataset("vectors", str(tmp_path / "pixels.npz"))
+    methods, losses = {}, {}
+    for name, data in (("images", images), ("vectors", vectors)):
+        config = resolve_config(TrainConfig(method="lnscc", dataset=data.name, batch_size=50, amp="off",
+                                            image_size=8 if name == "images" else None,  # native size
+                                            method_params={"graph_tau": 0.4}), data, "cpu")  # fmt: skip
+        prepared = prepare_data(config, data)
+        torch.manual_seed(0)
+        method = build_method(config, prepared, torch.device("cpu"))
+        idx = torch.arange(50)
+        views = SimpleNamespace(generator=torch.Generator().manual_seed(1))  # the pair draws' stream
+        batch = Batch(inputs=prepared.inputs[idx], indices=idx, views=views, dataset_inputs=prepared.inputs)
+        losses[name] = float(method.training_step(batch).loss.detach())
+        methods[name] = method
+    assert torch.equal(methods["images"].knn_index, methods["vectors"].knn_index)
+    assert methods["images"].pairs().sizes() == methods["vectors"].pairs().sizes()
+    assert np.isfinite(list(losses.values())).all()
+    a, b = dict(methods["images"].named_parameters()), dict(methods["vectors"].named_parameters())
+    assert a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)

@@ -30,7 +30,9 @@ class SACCParams:
     sigma: weight of the three cluster losses (1; the design notes 0.5 for CIFAR-100).
     entropy: CC's log C - H term inside every cluster loss.
     ra_n / ra_m: RandAugment's number of ops per image and magnitude (0..10 scale).
-    reseed_empty: re-seed clusters that stay empty (:mod:`clustering.reseed`); not in the paper.
+    reseed_empty: re-seed clusters that stay empty (:mod:`clustering.reseed`); not in the paper,
+        on by default since it kept SACC level or ahead on every set of the development suite and
+        lifted it above k-means on 40 classes of 10 images (README); ``false`` is the paper.
     """
 
     instance_temperature: float = 0.5
@@ -39,7 +41,7 @@ class SACCParams:
     entropy: bool = True
     ra_n: int = 5
     ra_m: int = 10
-    reseed_empty: bool = False
+    reseed_empty: bool = True
 
     def validate(self) -> None:
         if self.instance_temperature <= 0 or self.cluster_temperature <= 0:
