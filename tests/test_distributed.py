@@ -274,6 +274,7 @@ def test_a_few_steps_reach_the_same_parameters_and_batchnorm_statistics(equivale
 
 def test_torchrun_two_processes_write_one_run_directory_that_resumes_on_one(tmp_path: Path) -> None:
     from clustering.checkpoint import load_checkpoint
+    from clustering.history import read_history
     from clustering.runs import read_metrics, read_predictions, read_status
     from clustering.train import train
 
@@ -289,8 +290,10 @@ def test_torchrun_two_processes_write_one_run_directory_that_resumes_on_one(tmp_
     run = tmp_path / "ddp"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]
     assert sorted(p.name for p in run.iterdir()) == [
-        "checkpoints", "config.json", "metrics.jsonl", "predictions.npz", "status.json"]  # fmt: skip
+        "checkpoints", "config.json", "history.bin", "metrics.jsonl", "predictions.npz", "status.json"]  # fmt: skip
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    history = read_history(run)
+    assert history is not None and history.steps.tolist() == [3] and history.num_samples == 1797  # one writer
     config = json.loads((run / "config.json").read_text())
     assert config["world_size"] == WORLD and config["batch_size"] == 64 and config["sync_bn"] is True
     status = read_status(run)
@@ -308,6 +311,7 @@ def test_torchrun_two_processes_write_one_run_directory_that_resumes_on_one(tmp_
     result = train(resume=run, overrides={"max_steps": 5}, progress=False, data=_digits())
     assert result.state == "finished" and result.step == 5
     assert [r["step"] for r in read_metrics(run)] == [3, 5]
+    assert read_history(run).steps.tolist() == [3, 5]
 
 
 def _train_worker(rank: int, port: int, out: str) -> None:
