@@ -62,7 +62,8 @@ def test_400_images_of_40_classes_get_several_steps_per_epoch(folders: dict[str,
     cfg = resolved(folders["faces"])
     assert cfg.num_clusters == 40
     assert cfg.batch_size == 400 // MIN_STEPS_PER_EPOCH  # not the whole data set (256 * 40 / 10 = 1024)
-    assert (cfg.image_size, cfg.augment) == (20, "digits")
+    assert (cfg.image_size, cfg.augment) == (16, "digits")
+    assert "grayscale" in cfg.data_defaults["image_size"]["reason"]
 
 
 @pytest.mark.parametrize(
@@ -76,11 +77,14 @@ def test_every_choice_yields_to_a_flag(folders: dict[str, Path], field: str, val
 
 
 def test_image_size_rule_over_native_sizes() -> None:
-    def size(native: int, device: str = "cpu") -> int:
-        return choose_image_size(DataProfile("image", 1, native, 1000, 10), device).value
+    def size(native: int, device: str = "cpu", channels: int = 3) -> int:
+        return choose_image_size(DataProfile("image", channels, native, 1000, 10), device).value
 
-    assert [size(n) for n in (8, 16, 20, 28, 32, 64, 128)] == [16, 16, 20, 20, 20, 24, 24]
-    assert [size(n, "cuda") for n in (8, 32, 64, 128)] == [32, 32, 64, 96]
+    natives = (8, 16, 20, 28, 32, 64, 128)
+    assert [size(n) for n in natives] == [16, 16, 20, 20, 20, 24, 24]  # colour: halved into 20-24 px
+    assert [size(n, channels=1) for n in natives] == [16] * 7  # grayscale: 16 px whatever its size
+    assert [size(n, "cuda", channels) for n in (8, 32, 64, 128) for channels in (1, 3)] == [32, 32, 32, 32, 64,
+                                                                                            64, 96, 96]  # fmt: skip
 
 
 def test_unknown_augmentation_and_backbone_list_the_valid_ones(folders: dict[str, Path]) -> None:
@@ -102,7 +106,7 @@ def test_the_cli_prints_the_choices_and_config_json_keeps_them(
                  "--projections", "none"])  # fmt: skip
     assert code == 0
     err = capsys.readouterr().err
-    assert "default image_size = 16: native 16 px" in err and "default augment = digits" in err
+    assert "default image_size = 16: grayscale at its native 16 px" in err and "default augment = digits" in err
     assert "batch_size" not in err  # given as a flag
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert config["data_defaults"]["image_size"]["value"] == 16 and config["batch_size"] == 8
