@@ -66,9 +66,13 @@ class Choice:
     reason: str
 
 
-def choose_image_size(profile: DataProfile, device_type: str) -> Choice:
+def choose_image_size(profile: DataProfile, device_type: str, backbone: str = "cnn") -> Choice:
     size = profile.native_size
     assert size is not None
+    if backbone == "mlp":
+        # The rules below are about a conv net's cost per pixel; an MLP on flattened pixels (LNSCC)
+        # takes them as the papers do, and its graph is built on them.
+        return Choice(size, f"MLP on the flattened pixels: native {size} px kept, as the papers do")
     if device_type == "cuda":
         chosen = min(max(size, GPU_MIN_SIZE), GPU_MAX_SIZE)
         return Choice(chosen, f"GPU: ResNet18 input, native {size} px kept within {GPU_MIN_SIZE}-{GPU_MAX_SIZE} px")

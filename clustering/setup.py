@@ -69,7 +69,8 @@ def resolve_config(config: TrainConfig, data: DataSet, device_type: str | None =
     batch = choose_batch_size(profile, defaults.method_batch(cfg.num_clusters), device_type, cfg.world_size)
     choices = {"batch_size": batch}
     if data.kind == "image":
-        choices |= {"image_size": choose_image_size(profile, device_type), "augment": choose_augment(profile)}
+        choices |= {"image_size": choose_image_size(profile, device_type, cfg.backbone),
+                    "augment": choose_augment(profile)}
     for name, choice in choices.items():
         if getattr(cfg, name) is None:
             setattr(cfg, name, choice.value)

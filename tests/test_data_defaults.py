@@ -85,6 +85,9 @@ def test_image_size_rule_over_native_sizes() -> None:
     assert [size(n, channels=1) for n in natives] == [16] * 7  # grayscale: 16 px whatever its size
     assert [size(n, "cuda", channels) for n in (8, 32, 64, 128) for channels in (1, 3)] == [32, 32, 32, 32, 64,
                                                                                             64, 96, 96]  # fmt: skip
+    # An MLP on flattened pixels (LNSCC) takes them at their native size on any device.
+    assert [choose_image_size(DataProfile("image", 1, n, 1000, 10), "cpu", "mlp").value for n in (8, 28, 64)] == [
+        8, 28, 64]  # fmt: skip
 
 
 def test_unknown_augmentation_and_backbone_list_the_valid_ones(folders: dict[str, Path]) -> None:
