@@ -88,15 +88,19 @@ def test_two_stage_trains_pairs_only_then_fits_the_head_to_kmeans() -> None:
     assert int(fresh.head_step) == 1  # a resumed run does not fit the head again
 
 
-def test_the_fitted_head_reproduces_kmeans_on_z() -> None:
+@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "inside-bf16-autocast"])
+def test_the_fitted_head_reproduces_kmeans_on_z(autocast: bool) -> None:
+    """Also when called from a training step under bf16 autocast (--amp auto on a CPU with bf16):
+    the fit runs in full precision (in bf16 it collapsed MNIST runs to one cluster)."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score
 
-    data = blobs(n=90, d=6, k=3)
+    data = blobs(n=200, d=6, k=10)
     method, _, _ = setup("lnscc", data, two_stage=0.5, head_fit_steps=300)
-    method.fit_head_to_kmeans(data.inputs, torch.device("cpu"))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        method.fit_head_to_kmeans(data.inputs, torch.device("cpu"))
     z = method._z_of(data.inputs, torch.device("cpu"))
-    kmeans = KMeans(3, n_init=3, random_state=0).fit_predict(z.numpy())
+    kmeans = KMeans(10, n_init=3, random_state=0).fit_predict(z.numpy())
     method.model.eval()
     with torch.no_grad():
         head = method.model(data.inputs).probs.argmax(1).numpy()

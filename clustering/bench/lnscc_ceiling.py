@@ -96,6 +96,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "weighted": {"pair_sampling": "weighted"},
     "bounded": {"repulsion": "bounded"},
     "two-stage": {"two_stage": 0.5},
+    "weighted+two-stage": {"pair_sampling": "weighted", "two_stage": 0.5},
     "tau+weighted": {"graph_tau": 0.4, "pair_sampling": "weighted"},
     "tau+weighted+bounded": {"graph_tau": 0.4, "pair_sampling": "weighted", "repulsion": "bounded"},
     "all": {"graph_tau": 0.4, "pair_sampling": "weighted", "repulsion": "bounded", "two_stage": 0.5},

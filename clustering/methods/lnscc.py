@@ -218,6 +218,14 @@ class LNSCC(ClusterMethod):
         """The second stage's start: k-means on Z of the whole data set, then the layers of the
         cluster head after Z fitted to its assignments (cross-entropy, Z fixed). Every DDP process
         computes the same (same Z, same seed)."""
+        # In full precision: the step runs under bf16/fp16 autocast, and a fit through a
+        # low-precision head (Adam, lr 1e-2) lands nowhere near the k-means assignment (bf16 on
+        # digits: 6 of 10 clusters, confidence 0.999, ACC 0.16 against k-means' 0.64).
+        with torch.autocast(device.type, enabled=False):
+            self._fit_head(inputs, device, seed)
+        self.head_step.fill_(int(self.steps))
+
+    def _fit_head(self, inputs: Tensor, device: torch.device, seed: int) -> None:
         from sklearn.cluster import KMeans
 
         z = self._z_of(inputs, device)
@@ -232,7 +240,6 @@ class LNSCC(ClusterMethod):
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-        self.head_step.fill_(int(self.steps))
 
     def training_step(self, batch: Batch) -> StepOutput:
         if batch.dataset_inputs is None:
