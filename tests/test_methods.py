@@ -377,7 +377,7 @@ def test_lnscc_pair_sampling_follows_counts_and_disconnection() -> None:
 def test_lnscc_draws_each_pair_set_in_proportion_to_its_scaled_size(scale: float) -> None:
     from clustering.methods.lnscc_graph import SETS
 
-    method, _, _ = setup("lnscc", blobs(), im_neg_scale=scale)
+    method, _, _ = setup("lnscc", blobs(), im_neg_scale=scale, pair_sampling="sets")  # the literal sets
     method.build_graph(blobs().inputs)
     sizes = method.pairs().sizes()
     share = {s: sizes[s] * (scale if s == "im_neg" else 1.0) for s in SETS}

@@ -49,7 +49,8 @@ from clustering.models import ClusterModel
 
 @dataclass
 class LNSCCParams:
-    """LNSCC hyperparameters (paper defaults).
+    """LNSCC hyperparameters: the paper's, except ``pair_sampling`` (``weighted``, the best faithful
+    reading measured; ``--config assets/configs/lnscc-as-published.json`` gives ``sets``).
 
     neighbors: M of the locally normalised kNN graph (10; 70 for REUTERS-10K).
     alpha: over-sampling ratio of E^{im+} (Eq. 6). beta: |E^{dis}| / |E^{im+}| (Eq. 16).
@@ -64,8 +65,11 @@ class LNSCCParams:
     pieces"); each value that is not the paper's is marked so:
     graph_tau: softmax(-D / T) with T = graph_tau x the data's mean 1st-to-M-th neighbour distance
         gap (``lnscc_graph.graph_temperature``); 0 = the paper's softmax(-D) on raw distances.
-    pair_sampling: ``sets`` (the paper's four quantity-augmented sets) or ``weighted`` (attract
-        edges in proportion to A_ij, ``negatives`` uniform non-edges each, no E^{im-}).
+    pair_sampling: ``weighted`` (the default: attract edges in proportion to A_ij, ``negatives``
+        uniform non-edges each, no E^{im-}; "the mean value in A" taken over the N x N matrix) or
+        ``sets`` (the four quantity-augmented sets, the text read literally). MNIST-test, 5
+        minutes: 0.724 against 0.607; digits: level on k-means of Z (0.837 against 0.834), its
+        head 0.772 against 0.833 (single seeds; README, "LNSCC: the text's missing pieces").
     negatives: repelling pairs per attracting one under ``weighted``.
     repulsion: ``log`` (-log(1 - O), the paper) or ``bounded`` (-log(1 - O / 2), at most log 2).
     two_stage: 0 = the paper (pair and self-training losses from the first step, eta ramped by
@@ -84,7 +88,7 @@ class LNSCCParams:
     max_copies: int = 1000
     im_neg_scale: float = 1.0
     graph_tau: float = 0.0
-    pair_sampling: str = "sets"
+    pair_sampling: str = "weighted"
     negatives: int = 5
     repulsion: str = "log"
     two_stage: float = 0.0
