@@ -31,9 +31,6 @@ from clustering.methods import get_method, resolve_params
 from clustering.models import ClusterModel, build_backbone
 from clustering.runs import read_config
 
-#: Standardised vector features are clipped to +-this many standard deviations (build_method).
-VECTOR_INPUT_CLIP = 3.0
-
 
 def pick_device(requested: str) -> torch.device:
     """``auto`` is CUDA when present, else the CPU; ``cuda`` without CUDA is a clear error."""
@@ -129,21 +126,14 @@ def build_method(config: TrainConfig, data: DataSet, device: torch.device) -> nn
         backbone = build_backbone(config.backbone, tuple(data.inputs.shape[1:]), config.image_size)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    clip = None
     if data.kind == "image":
         x = data.inputs.float() / 255.0
         mean = x.mean(dim=(0, 2, 3)).view(1, -1, 1, 1)
         std = x.std(dim=(0, 2, 3)).clamp_min(1e-3).view(1, -1, 1, 1)
     else:
-        # Standardised per feature (features may have different units), then clipped: a nearly
-        # constant feature (a digit's border pixel, std 0.01) otherwise reaches +-100 on its rare
-        # other values and swamps the MLP's input (LNSCC on MNIST pixels saved as vectors: ACC
-        # 0.64 against 0.72 on the same pixels as images). Chebyshev: at most 1/9 of any
-        # feature's values lie beyond 3 std; 0.3% of a Gaussian's.
         x = data.inputs.float()
         mean, std = x.mean(dim=0, keepdim=True), x.std(dim=0, keepdim=True).clamp_min(1e-6)
-        clip = VECTOR_INPUT_CLIP
-    model = ClusterModel(backbone, config.num_clusters, config.instance_dim, mean, std, clip)
+    model = ClusterModel(backbone, config.num_clusters, config.instance_dim, mean, std)
     try:
         method = method_cls(model, params, len(data))
     except ValueError as exc:

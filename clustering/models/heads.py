@@ -32,7 +32,6 @@ class ClusterModel(nn.Module):
         instance_dim: int = 128,
         input_mean: Tensor | None = None,
         input_std: Tensor | None = None,
-        input_clip: float | None = None,
     ) -> None:
         super().__init__()
         if num_clusters < 2:
@@ -44,13 +43,9 @@ class ClusterModel(nn.Module):
         self.num_clusters = num_clusters
         self.register_buffer("input_mean", torch.zeros(1) if input_mean is None else input_mean.float())
         self.register_buffer("input_std", torch.ones(1) if input_std is None else input_std.float())
-        # Not a buffer: derived from the data kind when the model is built (setup.build_method),
-        # so checkpoints from before it load unchanged.
-        self.input_clip = input_clip
 
     def normalize(self, x: Tensor) -> Tensor:
-        x = (x - self.input_mean) / self.input_std
-        return x if self.input_clip is None else x.clamp(-self.input_clip, self.input_clip)
+        return (x - self.input_mean) / self.input_std
 
     def forward(self, x: Tensor) -> Outputs:
         h = self.backbone(self.normalize(x))
