@@ -23,7 +23,8 @@ from app.logic.synthetic import fabricate_predictions, fabricate_run
 from clustering.graph import community_assignments
 from clustering.methods import get_method
 from clustering.metrics import accuracy, hungarian_mapping
-from clustering.runs import read_metrics, summarize_run
+from clustering.run_summary import summarize_run
+from clustering.runs import read_metrics
 
 # ------------------------------------------------------------------------------ runs folder
 

@@ -28,13 +28,9 @@ from typing import Any
 
 import pandas as pd
 
-from clustering.runs import (
-    PREDICTIONS_FILE,
-    RunSummary,
-    is_run_dir,
-    pid_alive,
-    summarize_run,
-)
+from clustering.run_summary import RunSummary, summarize_run
+from clustering.run_summary import delete_run as delete_run  # re-exported for the runs page
+from clustering.runs import PREDICTIONS_FILE, is_run_dir, pid_alive
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_RUNS = REPO_ROOT / "assets" / "demo_runs"

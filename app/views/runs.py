@@ -6,7 +6,7 @@ import streamlit as st
 
 from app.logic import launch, runsdir
 from app.ui import context
-from clustering.runs import delete_run, read_config, read_status
+from clustering.runs import read_config, read_status
 
 QUICK_EPOCHS = 60  # about two minutes on one CPU thread: long enough to watch the curves grow
 
@@ -137,7 +137,7 @@ if ref is not None and ref.path.exists():
                     icon=":material/delete:",
                     key="delete_btn",
                 ):
-                    delete_run(ref.path)
+                    runsdir.delete_run(ref.path)
                     runsdir.dismiss_launch(folder, ref.run_id)
                     context.select_run(None)
                     context.flash(f"Deleted {ref.run_id}")

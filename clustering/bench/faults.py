@@ -99,13 +99,13 @@ def inspect(run_dir: Path) -> list[str]:
     """What the studio's readers cannot read in ``run_dir`` (empty: everything reads)."""
     from clustering.checkpoint import load_checkpoint
     from clustering.errors import CheckpointError
+    from clustering.run_summary import summarize_run
     from clustering.runs import (
         PREDICTIONS_FILE,
         read_config,
         read_metrics,
         read_predictions,
         read_status,
-        summarize_run,
     )
 
     problems = []
@@ -235,7 +235,8 @@ def torchrun_trial(rank: int, s: FaultSettings, counts: dict[str, int]) -> Trial
 
 def reader_checks(run_dir: Path, scratch: Path) -> list[dict[str, Any]]:
     """A torn metrics line and a truncated predictions.npz, opened with the studio's readers."""
-    from clustering.runs import METRICS_FILE, PREDICTIONS_FILE, read_metrics, read_predictions, summarize_run
+    from clustering.run_summary import summarize_run
+    from clustering.runs import METRICS_FILE, PREDICTIONS_FILE, read_metrics, read_predictions
 
     shutil.copytree(run_dir, scratch)
     rows = read_metrics(scratch)
