@@ -3,11 +3,13 @@ balanced classes, and the same images on every load (the benchmarks compare runs
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from clustering.data import load_dataset
+from clustering.data import DataSet, load_dataset
 from clustering.data.suite import SUITE
 
 EMBEDDED = {  # name: (N, C, native px)
@@ -47,3 +49,49 @@ def test_pairs200_turned_classes_are_the_upright_numbers_turned() -> None:
     # draws of the digits, so not equal), and far from unrotated.
     assert (torch.rot90(upright, 1, dims=(1, 2)) - turned).abs().mean() < 0.5 * (upright - turned).abs().mean()
     assert data.class_names[12] == "12" and data.class_names[112] == "12 turned"
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_cifar = pytest.mark.skipif(not (SHARED / "cifar10-test").is_dir(), reason="../shared/data/cifar10-test is absent")
+
+
+@pytest.fixture(scope="module")
+def proxies() -> dict[str, DataSet]:
+    return {name: load_dataset(name, root=SHARED) for name in ("objects-poses20", "objects-ids40")}
+
+
+@needs_cifar
+@pytest.mark.parametrize("name,shape,classes,per_class", [("objects-poses20", (1440, 1, 128, 128), 20, 72),
+                                                          ("objects-ids40", (400, 1, 32, 32), 40, 10)])  # fmt: skip
+def test_gray_proxies_have_their_documented_shape(proxies: dict[str, DataSet], name: str, shape: tuple,
+                                                  classes: int, per_class: int) -> None:  # fmt: skip
+    data = proxies[name]
+    assert name in SUITE and data.inputs.shape == shape and data.inputs.dtype == torch.uint8
+    assert data.num_classes == classes == len(set(data.class_names))
+    assert set(np.bincount(data.labels).tolist()) == {per_class}
+    again = load_dataset(name, root=SHARED / "cifar10-test")  # the set's own folder serves too
+    assert torch.equal(data.inputs, again.inputs) and np.array_equal(data.labels, again.labels)
+
+
+@needs_cifar
+def test_poses20_objects_sit_on_black_and_turn_into_their_mirror_image(proxies: dict[str, DataSet]) -> None:
+    images = proxies["objects-poses20"].inputs.float()
+    assert images[:, :, :, :8].max() == 0 and images[:, :, :8, :].max() == 0  # black margin
+    front, back, side = images[0, 0], images[36, 0], images[18, 0]  # 0, 180 and 90 degrees
+    assert (side.sum(0) > 0).sum() < 0.6 * (front.sum(0) > 0).sum()  # side-on: fewer lit columns
+    # The far side is the front mirrored (up to the per-pose tilt and exposure), not the front itself.
+    front, back = front / front.mean(), back / back.mean()
+    assert (back - torch.flip(front, dims=(1,))).abs().mean() < 0.5 * (back - front).abs().mean()
+
+
+@needs_cifar
+def test_ids40_shots_of_a_subject_are_closer_to_each_other_than_to_other_subjects(proxies: dict[str, DataSet]) -> None:
+    data = proxies["objects-ids40"]
+    flat = data.inputs.float().flatten(1)
+    flat = (flat - flat.mean(1, keepdim=True)) / flat.std(1, keepdim=True)
+    distances = torch.cdist(flat, flat)
+    same = torch.from_numpy(data.labels[:, None] == data.labels[None, :])
+    off_diagonal = ~torch.eye(len(flat), dtype=torch.bool)
+    assert distances[same & off_diagonal].mean() < 0.8 * distances[~same].mean()
+    # ...but not copies: the shots of a subject differ (pose and lighting change every one).
+    assert distances[same & off_diagonal].min() > 1.0

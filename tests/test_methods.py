@@ -17,8 +17,9 @@ from clustering.evaluation import embed
 from clustering.methods import Batch, EpochContext, method_names
 from clustering.methods import sacc as sacc_module
 from clustering.methods import uccc as uccc_module
-from clustering.methods.gcc import batch_weights, knn_indices, symmetric_degree
+from clustering.methods.gcc import batch_weights, symmetric_degree
 from clustering.methods.lnscc_graph import adjacency, draw_edges, draw_non_edges, knn, local_weights, pair_sets
+from clustering.neighbors import knn_indices
 from clustering.setup import build_method, resolve_config
 from clustering.views import ViewMaker
 
@@ -223,6 +224,49 @@ def test_uccc_strong_view_adds_sacc_pairs_over_one_graph(strong: bool, digits: D
         assert inputs[0][2 * n :].abs().sum() == 0  # the third view is the (patched) strong one
     out.loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("strong", [True, False])
+def test_uccc_neighbor_view_draws_the_last_view_from_a_neighbour(strong: bool, digits: DataSet,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    method, config, views = setup("uccc", digits, strong_view=strong, neighbor_view=True, neighbors=1)
+    n = len(digits)
+    # Samples 2j and 2j + 1 share a direction of z: each is the other's one nearest neighbour.
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(n // 2, 16, generator=g).repeat_interleave(2, dim=0) + 0.01 * torch.randn(n, 16, generator=g)
+    method.on_epoch_start(_ctx(0, z.numpy()))
+    partner = torch.arange(n) ^ 1
+    assert torch.equal(method.neighbor_table[:, 0], partner)
+    sources = []
+    name = "strong" if strong else "weak"
+    real = getattr(views, name)
+    monkeypatch.setattr(views, name, lambda x, **kw: sources.append(x) or real(x, **kw))
+    idx = torch.arange(32)
+    out = method.training_step(Batch(inputs=digits.inputs[idx], indices=idx, views=views, dataset_inputs=digits.inputs))
+    last = sources[-1]  # the strong view's source, or the second weak view's
+    if not strong:
+        assert torch.equal(sources[0], digits.inputs[idx])  # the first weak view is of the image itself
+    is_self = (last == digits.inputs[idx]).flatten(1).all(1)
+    is_partner = (last == digits.inputs[partner[idx]]).flatten(1).all(1)
+    assert (is_self | is_partner).all() and is_partner.any() and is_self.any()  # a neighbour, or itself
+    out.loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.parameters() if p.requires_grad)
+
+
+def test_uccc_neighbor_table_is_built_without_the_trainer_and_kept_in_checkpoints(digits: DataSet) -> None:
+    plain, _, _ = setup("uccc", digits)
+    assert not any("neighbor" in key for key in plain.state_dict())  # old checkpoints keep their keys
+    method, config, views = setup("uccc", digits, neighbor_view=True)
+    idx = torch.arange(16)
+    method.training_step(Batch(inputs=digits.inputs[idx], indices=idx, views=views, dataset_inputs=digits.inputs))
+    assert bool(method.neighbors_ready) and method.neighbor_table.shape == (len(digits), 5)
+    assert (method.neighbor_table != torch.arange(len(digits))[:, None]).all()  # never itself in the table
+    # A checkpoint evaluated on another split builds the method for another N: the table keeps its shape.
+    half = DataSet(inputs=digits.inputs[:32], labels=digits.labels[:32], class_names=digits.class_names,
+                   name="digits", num_classes=10)  # fmt: skip
+    other, _, _ = setup("uccc", half, neighbor_view=True)
+    other.load_state_dict(method.state_dict())
+    assert torch.equal(other.neighbor_table, method.neighbor_table) and bool(other.neighbors_ready)
 
 
 def test_sacc_sigma_weights_the_cluster_losses(digits: DataSet) -> None:

@@ -11,22 +11,29 @@ what the defaults depend on: channels (grayscale, colour), native size (8 to 64 
 - From ``../shared/data`` (``--root`` may name the set's own folder or the folder holding it):
   ``mnist-1k`` (1,000 MNIST test images, 100 per class), ``cifar10-2k`` (2,000 CIFAR-10 test
   images, colour), ``cifar10-flip20`` (2,000 CIFAR-10 test images, half of them upside down:
-  20 classes, colour).
+  20 classes, colour), and two grayscale proxies of the kinds of collection the suite lacked, built
+  from CIFAR-10 test images turned to gray: ``objects-poses20`` (20 objects on black, 72 poses
+  each, 128 px: a COIL-like turntable) and ``objects-ids40`` (40 subjects, 10 shots each under
+  changed pose, scale and lighting, 32 px: the regime of a small face collection). Their classes
+  live in natural-image detail, not in strokes, so they test the 16 px grayscale rule where the
+  handwriting sets cannot.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from clustering.data.base import DataError, DataSet, DataSourceSpec, register_source, require_root, resize_uint8
 from clustering.data.sources import load_digits, load_imagefolder, load_mnist_test
 
 SUITE_SEED = 20261201
 SUITE = ("digits-64", "digits-rot20", "digits-pairs40", "digits-pairs200", "mnist-1k", "cifar10-2k",
-         "cifar10-flip20")
+         "cifar10-flip20", "objects-poses20", "objects-ids40")
 
 
 def _subfolder(root: str | Path | None, dataset: str, name: str) -> Path:
@@ -134,6 +141,77 @@ def load_cifar10_flip20(root: str | Path | None = None, split: str = "both", **_
     return _dataset(images, labels, names + [f"{n} upside down" for n in names], "cifar10-flip20")
 
 
+
+def _cifar_gray_subjects(root: str | Path | None, dataset: str, count: int) -> tuple[torch.Tensor, list[str]]:
+    """``count`` CIFAR-10 test images as float gray (count, 1, 32, 32) in [0, 1], an equal number
+    from each class (so no two subjects are near-copies by construction), and their names."""
+    cifar = load_imagefolder(_subfolder(root, dataset, "cifar10-test"), image_size=32)
+    if cifar.num_classes != 10:
+        raise DataError(f"{dataset} expects the CIFAR-10 test ImageFolder (10 classes), found {cifar.num_classes}")
+    keep = _per_class(cifar.labels, count // 10, np.random.default_rng(SUITE_SEED))
+    rgb = cifar.inputs[torch.from_numpy(keep)].float() / 255
+    gray = (rgb * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    names = [f"{cifar.class_names[cifar.labels[i]]} #{n}" for n, i in enumerate(keep)]
+    return gray, names
+
+
+def _warp(images: torch.Tensor, size: int, angle: torch.Tensor, scale_x: torch.Tensor, scale_y: torch.Tensor,
+          shift_x: torch.Tensor, shift_y: torch.Tensor) -> torch.Tensor:
+    """Each image rotated by ``angle`` (radians), scaled by (scale_x, scale_y) (a negative scale_x
+    mirrors) and shifted (in units of half the canvas), onto a black ``size`` x ``size`` canvas."""
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # affine_grid maps output to input coordinates: the inverse of scale-then-rotate.
+    theta = torch.stack([torch.stack([cos / scale_x, sin / scale_x, -shift_x], -1),
+                         torch.stack([-sin / scale_y, cos / scale_y, -shift_y], -1)], 1)  # fmt: skip
+    grid = F.affine_grid(theta, [len(images), 1, size, size], align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _to_uint8(images: torch.Tensor) -> torch.Tensor:
+    return (images * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+def load_objects_poses20(root: str | Path | None = None, split: str = "both", **_: object) -> DataSet:
+    """20 objects on a black background, each seen in 72 poses 5 degrees apart on a turntable,
+    128 px grayscale (1,440 images): the shape of COIL-20. An object is a CIFAR-10 image under a
+    soft round mask; turning it narrows it horizontally by |cos| of the angle (its far side is its
+    mirror image), with a small tilt and a change of exposure per pose."""
+    gray, names = _cifar_gray_subjects(root, "objects-poses20", 20)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
+    objects = gray * (1.15 - (xx**2 + yy**2).sqrt()).clamp(0, 0.15) / 0.15  # soft disc, black outside
+    rng = np.random.default_rng(SUITE_SEED)
+    labels = np.repeat(np.arange(20), 72)
+    yaw = torch.from_numpy(np.tile(np.arange(72) * 5.0, 20)) * math.pi / 180
+    count = len(labels)
+    tilt = torch.from_numpy(rng.uniform(-0.08, 0.08, count))
+    exposure = torch.from_numpy(rng.uniform(0.8, 1.15, count)).view(-1, 1, 1, 1).float()
+    scale_x = 0.8 * torch.sign(torch.cos(yaw) + 1e-9) * (0.35 + 0.65 * torch.cos(yaw).abs())
+    zero = torch.zeros(count, dtype=torch.float64)
+    up = F.interpolate(objects, size=(128, 128), mode="bilinear", align_corners=False)[torch.from_numpy(labels)]
+    posed = _warp(up, 128, tilt.float(), scale_x.float(), torch.full((count,), 0.8), zero.float(), zero.float())
+    return _dataset(_to_uint8(posed * exposure), labels, names, "objects-poses20")
+
+
+def load_objects_ids40(root: str | Path | None = None, split: str = "both", **_: object) -> DataSet:
+    """40 subjects, 10 shots each, 32 px grayscale (400 images): the shape of a small face
+    collection. A subject is a CIFAR-10 image; each shot turns it a little (tilt up to 10 degrees,
+    a horizontal narrowing as a head turning), rescales and shifts it, and lights it from a
+    random side with a random exposure."""
+    gray, names = _cifar_gray_subjects(root, "objects-ids40", 40)
+    rng = np.random.default_rng(SUITE_SEED + 1)
+    labels = np.repeat(np.arange(40), 10)
+    count = len(labels)
+
+    def draw(low: float, high: float) -> torch.Tensor:
+        return torch.from_numpy(rng.uniform(low, high, count)).float()
+
+    scale = draw(0.9, 1.1)
+    shots = _warp(gray[torch.from_numpy(labels)], 32, draw(-0.17, 0.17), scale * draw(0.8, 1.0), scale,
+                  draw(-0.1, 0.1), draw(-0.1, 0.1))  # fmt: skip
+    side = torch.linspace(-1, 1, 32).view(1, 1, 1, 32) * draw(-0.35, 0.35).view(-1, 1, 1, 1)
+    lit = shots * (1 + side) * draw(0.7, 1.2).view(-1, 1, 1, 1)
+    return _dataset(_to_uint8(lit), labels, names, "objects-ids40")
+
 for _spec in (
     DataSourceSpec("digits-64", load_digits_64, "suite: digits upsampled to 64 px (embedded)", False, 10),
     DataSourceSpec("digits-rot20", load_digits_rot20, "suite: digits upright and turned 90 degrees, 20 classes "
@@ -148,5 +226,9 @@ for _spec in (
                    "parent)", True, 10),
     DataSourceSpec("cifar10-flip20", load_cifar10_flip20, "suite: 2,000 CIFAR-10 test images, half upside down, "
                    "20 classes", True, 20),
+    DataSourceSpec("objects-poses20", load_objects_poses20, "suite: 20 gray objects on black in 72 poses, "
+                   "128 px (COIL-like; --root: cifar10-test or its parent)", True, 20),
+    DataSourceSpec("objects-ids40", load_objects_ids40, "suite: 40 gray subjects x 10 shots, 32 px (a small "
+                   "face collection's shape; --root: cifar10-test or its parent)", True, 40),
 ):  # fmt: skip
     register_source(_spec)

@@ -54,6 +54,7 @@ from clustering.methods.common import fetch, out_features, require_images
 from clustering.methods.defaults import TrainDefaults
 from clustering.methods.registry import Batch, ClusterMethod, EpochContext, StepOutput, register_method
 from clustering.models import ClusterModel
+from clustering.neighbors import draw_neighbors, knn_indices
 from clustering.reseed import maybe_reseeder
 
 
@@ -101,22 +102,6 @@ class GCCParams:
             raise ValueError("temperatures must be > 0")
         if self.agc_weight < 0 or self.cr_weight < 0:
             raise ValueError("loss weights must be >= 0")
-
-
-def knn_indices(features: Tensor, k: int, max_block: int = 2**25) -> Tensor:
-    """(N, k) indices of each row's k most cosine-similar other rows, computed in row blocks so
-    that no N x N matrix is held (at most ``max_block`` similarities at a time)."""
-    n = features.shape[0]
-    if not 1 <= k < n:
-        raise ValueError(f"need 1 <= k < N for a kNN graph, got k={k}, N={n}")
-    z = F.normalize(features.float(), dim=1)
-    rows = max(1, max_block // n)
-    out = []
-    for start in range(0, n, rows):
-        sim = z[start : start + rows] @ z.T
-        sim[torch.arange(sim.shape[0]), torch.arange(start, start + sim.shape[0])] = float("-inf")
-        out.append(sim.topk(k, dim=1).indices)
-    return torch.cat(out)
 
 
 def symmetric_degree(neighbors: Tensor) -> Tensor:
@@ -210,13 +195,7 @@ class GCC(ClusterMethod):
 
     def random_neighbors(self, indices: Tensor, generator: torch.Generator | None) -> Tensor:
         """RN(i) for every index: uniform over the k neighbours (and i itself with ``include_self``)."""
-        k = self.params.neighbors
-        choices = k + 1 if self.params.include_self else k
-        pick = torch.randint(choices, (indices.shape[0],), generator=generator, device=indices.device)
-        table = self.neighbors[indices.to(self.neighbors.device)]
-        if self.params.include_self:
-            table = torch.cat([table, indices.to(table.device)[:, None]], dim=1)
-        return table.gather(1, pick.to(table.device)[:, None]).squeeze(1)
+        return draw_neighbors(self.neighbors, indices, generator, self.params.include_self)
 
     # ------------------------------------------------------------------ step
 

@@ -5,15 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clustering.errors import ConfigError
+from clustering.evaluation import embed_all
 from clustering.graph import community_assignments, positive_threshold, rank_graphs
 from clustering.losses import nt_xent, uccc_cluster_loss
-from clustering.methods.common import paper_adam_defaults, require_images
-from clustering.methods.registry import Batch, ClusterMethod, StepOutput, register_method
+from clustering.methods.common import fetch, paper_adam_defaults, require_images
+from clustering.methods.registry import Batch, ClusterMethod, EpochContext, StepOutput, register_method
 from clustering.models import ClusterModel
+from clustering.neighbors import draw_neighbors, knn_indices
 from clustering.reseed import maybe_reseeder
 
 
@@ -68,6 +72,15 @@ class UCCCParams:
         development suite (MNIST-test 0.961 against 0.913, digits-rot20 0.971 against 0.949, 40
         two-digit classes 0.762 against 0.642-0.698; README, "the development suite"), though a
         step costs 1.5x. ``strong_view=false`` is the paper's two weak views.
+    neighbor_view: take the last view (the strong one, or the second weak view without
+        ``strong_view``) of every batch image from a random one of its ``neighbors`` nearest
+        neighbours in z, or itself (:mod:`clustering.neighbors`; the table is rebuilt from the
+        whole data set's embedding at every epoch's start, as GCC's graph is). The instance loss
+        and Eq. 6 then pull neighbours together as they pull views together, so what varies
+        between neighbouring images and no augmentation makes (an object's pose, a face's shot)
+        is learnt too. Not in the paper (SCAN's and GCC's neighbour positives); see README,
+        "UCCC's neighbour view".
+    neighbors: k of that nearest-neighbour table.
     """
 
     variant: Literal["cosine", "paper"] = "cosine"
@@ -90,6 +103,8 @@ class UCCCParams:
     strong_view: bool = True
     ra_n: int = 5
     ra_m: int = 10
+    neighbor_view: bool = False
+    neighbors: int = 5
 
     def validate(self) -> None:
         if self.khop < 1:
@@ -108,6 +123,8 @@ class UCCCParams:
             raise ValueError(f"reseed_from must be in [0, 1), got {self.reseed_from}")
         if self.logit_norm_until is not None and not 0.0 < self.logit_norm_until <= 1.0:
             raise ValueError(f"logit_norm_until must be in (0, 1], got {self.logit_norm_until}")
+        if self.neighbors < 1:
+            raise ValueError(f"neighbors must be >= 1, got {self.neighbors}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
@@ -142,6 +159,7 @@ class UCCC(ClusterMethod):
     description = "instance NT-Xent + community-consensus cluster loss over k-hop positive/negative graphs"
     Params = UCCCParams
     train_defaults = paper_adam_defaults(batch_size_per_10_clusters=256)
+    sample_buffers = ("neighbor_table",)  # with ``neighbor_view`` only
 
     def __init__(self, model: ClusterModel, params: UCCCParams, num_samples: int) -> None:
         super().__init__()
@@ -157,6 +175,33 @@ class UCCC(ClusterMethod):
             model.cluster_head[-1].register_parameter("bias", None)
             model.cluster_head.append(nn.BatchNorm1d(model.num_clusters, affine=params.logit_norm_affine))
         self.reseeder = maybe_reseeder(params.reseed_empty, model.cluster_head, num_samples)
+        if params.neighbor_view:
+            if num_samples <= params.neighbors:
+                raise ValueError(f"neighbor_view needs more samples ({num_samples}) than neighbors "
+                                 f"({params.neighbors})")  # fmt: skip
+            # Buffers only with the option, so checkpoints of runs without it keep their keys.
+            self.register_buffer("neighbor_table", torch.zeros(num_samples, params.neighbors, dtype=torch.long))
+            self.register_buffer("neighbors_ready", torch.tensor(False))
+
+    @torch.no_grad()
+    def update_neighbors(self, z: torch.Tensor) -> None:
+        """Rebuild the nearest-neighbour table from the whole data set's embedding ``z`` (N, d)."""
+        self.neighbor_table.copy_(knn_indices(z.to(self.neighbor_table.device), self.params.neighbors))
+        self.neighbors_ready.fill_(True)
+
+    def on_epoch_start(self, context: EpochContext) -> None:
+        if self.params.neighbor_view:
+            self.update_neighbors(torch.from_numpy(np.asarray(context.embed()["z"])))
+
+    def _neighbor_inputs(self, batch: Batch) -> torch.Tensor:
+        """Raw inputs of one random neighbour (or the image itself) of every batch image."""
+        if batch.dataset_inputs is None:
+            raise ConfigError("UCCC's neighbor_view needs Batch.dataset_inputs (the trainer fills it)")
+        if not bool(self.neighbors_ready):  # the trainer builds it in on_epoch_start; other callers get it here
+            z = embed_all(self.model, batch.dataset_inputs, batch.inputs.device)["z"]
+            self.update_neighbors(torch.from_numpy(z))
+        picked = draw_neighbors(self.neighbor_table, batch.indices, batch.generator)
+        return fetch(batch.dataset_inputs, picked, batch.inputs, self.name)
 
     def training_step(self, batch: Batch) -> StepOutput:
         p = self.params
@@ -167,9 +212,10 @@ class UCCC(ClusterMethod):
         if isinstance(head_norm, FreezingLogitNorm) and batch.progress >= (p.logit_norm_until or 1.0):
             head_norm.freeze()
         x = batch.inputs
-        inputs = [batch.views.weak(x), batch.views.weak(x)]
+        last = self._neighbor_inputs(batch) if p.neighbor_view else x  # the source of the last view
+        inputs = [batch.views.weak(x), batch.views.weak(last if not p.strong_view else x)]
         if p.strong_view:
-            inputs.append(batch.views.strong(x, n=p.ra_n, m=p.ra_m))
+            inputs.append(batch.views.strong(last, n=p.ra_n, m=p.ra_m))
         out = self.model(torch.cat(inputs))
         # Under DDP the negatives and the community graphs span the global batch: gather each view
         # separately so the rows stay [view 1 (N); view 2 (N); ...] (the identity in one process).
