@@ -161,7 +161,14 @@ def seed_everything(seed: int) -> None:
 
 
 def load_run_config(run_dir: Path) -> TrainConfig:
+    """A saved run's config, as the run had it: a method parameter added since the run was saved
+    takes the value the run was trained with (the method's ``Params.VALUE_BEFORE_ADDED``), not
+    today's default, so resuming or re-evaluating an older run rebuilds the same model."""
     data = read_config(run_dir)
     if data is None:
         raise ConfigError(f"{str(run_dir)!r} has no readable config.json; is it a run directory?")
-    return TrainConfig.from_dict(data)
+    config = TrainConfig.from_dict(data)
+    if config.method_params:  # a resolved config stores every parameter the method had then
+        before = getattr(get_method(config.method).Params, "VALUE_BEFORE_ADDED", {})
+        config.method_params = {**before, **config.method_params}
+    return config

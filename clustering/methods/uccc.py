@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -78,8 +78,10 @@ class UCCCParams:
         whole data set's embedding at every epoch's start, as GCC's graph is). The instance loss
         and Eq. 6 then pull neighbours together as they pull views together, so what varies
         between neighbouring images and no augmentation makes (an object's pose, a face's shot)
-        is learnt too. Not in the paper (SCAN's and GCC's neighbour positives); see README,
-        "UCCC's neighbour view".
+        is learnt too. Not in the paper (SCAN's and GCC's neighbour positives). On by default: in
+        5-minute CPU runs it gained most where the classes vary in ways no augmentation makes
+        (20 objects in 72 poses: 0.765 against 0.622; 40 subjects of 10 shots: 0.988 against 0.958)
+        and held elsewhere (README, "UCCC's neighbour view"); ``neighbor_view=false`` is the paper.
     neighbors: k of that nearest-neighbour table.
     """
 
@@ -103,8 +105,10 @@ class UCCCParams:
     strong_view: bool = True
     ra_n: int = 5
     ra_m: int = 10
-    neighbor_view: bool = False
+    neighbor_view: bool = True
     neighbors: int = 5
+    #: What runs saved before a parameter existed were trained with (``load_run_config``).
+    VALUE_BEFORE_ADDED: ClassVar[dict[str, Any]] = {"strong_view": False, "neighbor_view": False}
 
     def validate(self) -> None:
         if self.khop < 1:
