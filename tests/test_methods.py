@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -14,7 +15,7 @@ from clustering.config import TrainConfig
 from clustering.data import DataSet, load_dataset
 from clustering.errors import ConfigError, UserError
 from clustering.evaluation import embed
-from clustering.methods import Batch, EpochContext, method_names
+from clustering.methods import Batch, EpochContext, get_method, method_names
 from clustering.methods import sacc as sacc_module
 from clustering.methods import uccc as uccc_module
 from clustering.methods.gcc import batch_weights, symmetric_degree
@@ -277,6 +278,19 @@ def test_sacc_sigma_weights_the_cluster_losses(digits: DataSet) -> None:
     a_clu, b_clu = (out_a.loss - out_a.parts["loss_ins"]).detach(), (out_b.loss - out_b.parts["loss_ins"]).detach()
     assert float(a_clu) == pytest.approx(float(out_a.parts["loss_clu"].detach()), rel=1e-5)
     assert float(b_clu) == pytest.approx(0.5 * float(out_b.parts["loss_clu"].detach()), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", method_names())
+def test_values_before_added_name_real_parameters_with_valid_values(name: str) -> None:
+    """``Params.VALUE_BEFORE_ADDED`` rebuilds runs saved before a parameter existed
+    (``load_run_config``): each key must be a parameter, each value one it accepts, and differ from
+    today's default (else the entry is pointless)."""
+    params_cls = get_method(name).Params
+    before = getattr(params_cls, "VALUE_BEFORE_ADDED", {})
+    fields = {f.name: f.default for f in dataclasses.fields(params_cls)}
+    for key, value in before.items():
+        assert key in fields and fields[key] != value, (name, key)
+        params_cls(**{key: value}).validate()
 
 
 # ----------------------------------------------------------------------------- GCC

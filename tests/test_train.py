@@ -133,21 +133,20 @@ def test_literal_paper_variant_trains_and_logs(tmp_path: Path) -> None:
 
 
 def test_a_run_saved_before_a_parameter_existed_is_rebuilt_as_it_was_trained(tmp_path: Path) -> None:
-    """The shipped UCCC demo was trained before ``neighbor_view`` (now on by default) existed: its
-    config has no such key. Re-evaluating its checkpoint must rebuild the model it saved (no
-    neighbour table), not today's default, and a run saved with the key keeps its value."""
+    """``strong_view`` (on by default) was added to UCCC after runs had been saved without it: such a
+    run's config has no key for it, and resuming or re-evaluating it must rebuild the model it was
+    trained with (two weak views), not today's default. A run saved with the key keeps its value."""
     from clustering.evaluation import evaluate_run
+    from clustering.methods.uccc import UCCCParams
     from clustering.setup import load_run_config
 
     demo = Path(__file__).resolve().parents[1] / "assets" / "demo_runs" / "demo-uccc-digits"
+    assert evaluate_run(demo, which="last")["acc"] > 0.5  # a config mismatch raises here
     saved = json.loads((demo / "config.json").read_text())
-    assert "neighbor_view" not in saved["method_params"]
-    assert load_run_config(demo).method_params["neighbor_view"] is False
-    assert load_run_config(demo).method_params["strong_view"] is True  # a key it has keeps its value
-    metrics = evaluate_run(demo, which="last")  # a config mismatch raises here
-    assert metrics["acc"] > 0.5
-    newer = tmp_path / "newer"
-    newer.mkdir()
-    saved["method_params"]["neighbor_view"] = True
-    (newer / "config.json").write_text(json.dumps(saved))
-    assert load_run_config(newer).method_params["neighbor_view"] is True
+    assert saved["method_params"]["strong_view"] is True and load_run_config(demo).method_params["strong_view"]
+    del saved["method_params"]["strong_view"]
+    older = tmp_path / "older"
+    older.mkdir()
+    (older / "config.json").write_text(json.dumps(saved))
+    assert UCCCParams().strong_view is True  # today's default...
+    assert load_run_config(older).method_params["strong_view"] is False  # ...is not what that run had

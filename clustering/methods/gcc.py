@@ -41,6 +41,7 @@ Decisions where the paper is silent:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -90,6 +91,8 @@ class GCCParams:
     agc_cosine: bool = True
     instance_views: bool = False
     reseed_empty: bool = True
+    #: What runs saved before a parameter existed were trained with (``load_run_config``).
+    VALUE_BEFORE_ADDED: ClassVar[dict[str, Any]] = {"reseed_empty": False}
 
     def validate(self) -> None:
         if self.neighbors < 1:

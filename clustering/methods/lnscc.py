@@ -33,6 +33,7 @@ Measurements behind these choices (single-seed runs): README, "LNSCC: lab notes"
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -89,6 +90,8 @@ class LNSCCParams:
     im_neg_scale: float = 1.0
     graph_tau: float = 0.0
     pair_sampling: str = "weighted"
+    #: What runs saved before a parameter existed were trained with (``load_run_config``).
+    VALUE_BEFORE_ADDED: ClassVar[dict[str, Any]] = {"pair_sampling": "sets"}
     negatives: int = 5
     repulsion: str = "log"
     two_stage: float = 0.0

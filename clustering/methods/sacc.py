@@ -11,6 +11,7 @@ the same loss in distribution and the design's ins(w2, s) is kept.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
@@ -42,6 +43,8 @@ class SACCParams:
     ra_n: int = 5
     ra_m: int = 10
     reseed_empty: bool = True
+    #: What runs saved before a parameter existed were trained with (``load_run_config``).
+    VALUE_BEFORE_ADDED: ClassVar[dict[str, Any]] = {"reseed_empty": False}
 
     def validate(self) -> None:
         if self.instance_temperature <= 0 or self.cluster_temperature <= 0:
