@@ -242,16 +242,16 @@ def main(argv: list[str] | None = None) -> int:
         elif args.run:
             run_dir = runs / args.run.name
             shutil.copytree(args.run, run_dir, ignore=shutil.ignore_patterns("checkpoints", "cache"))
-        elif (runs / "bench-10k").exists():
-            run_dir = runs / "bench-10k"
+        elif (runs / f"bench-{args.n}").exists():
+            run_dir = runs / f"bench-{args.n}"
         else:
             have_mnist = MNIST.is_dir() and args.n <= 10_000
             kind = {"n": args.n, "num_clusters": args.clusters, "dataset": "mnist-test" if have_mnist else "digits",
                     "root": str(MNIST) if have_mnist else None, "image_size": 28 if have_mnist else 16, "epochs": 50}
             # The run's own maps (random points: opening one is what is timed) and a second run of
             # the same data for the Compare page.
-            run_dir = fabricate_run(runs / "bench-10k", **kind, own_maps=("tsne", "umap"))
-            fabricate_run(runs / "bench-10k-b", **kind, seed=1)
+            run_dir = fabricate_run(runs / f"bench-{args.n}", **kind, own_maps=("tsne", "umap"))
+            fabricate_run(runs / f"bench-{args.n}-b", **kind, seed=1)
         n = len(np.load(run_dir / PREDICTIONS_FILE)["cluster"])
         print(f"run: {run_dir.name} ({n:,} samples)")
         methods = [m for m in args.methods.split(",") if m]

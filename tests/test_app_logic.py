@@ -604,6 +604,32 @@ def test_scatter_map_carries_positions_for_selections() -> None:
     assert len(continuous.data) == 1 and continuous.data[0].marker.showscale
 
 
+def test_scatter_map_of_many_clusters_is_one_trace_coloured_per_point() -> None:
+    from app.logic import figures
+
+    n, k = 2000, 200
+    groups = np.arange(n) % k
+    info = figures.point_info(np.arange(n), np.arange(n), groups, np.full(n, 0.5), groups)
+    fig = figures.scatter_map(np.random.default_rng(0).normal(size=(n, 2)), info, groups,
+                              {g: f"cluster {g}" for g in range(k)}, None, "t")  # fmt: skip
+    assert len(fig.data) == 1 and fig.data[0].type == "scattergl" and not fig.data[0].showlegend
+    marker = fig.data[0].marker
+    scale = [tuple(step) for step in marker.colorscale]
+
+    def colour(value: float) -> str:  # what plotly draws for a value: its step of the scale
+        t = (value - marker.cmin) / (marker.cmax - marker.cmin)
+        return next(c for (lo, c), (hi, _) in zip(scale[::2], scale[1::2], strict=True) if lo <= t < hi)
+
+    colours = np.array([colour(v) for v in np.asarray(marker.color)])
+    # Same cluster, same colour; the first PALETTE-many clusters all differ.
+    assert all(len(set(colours[groups == g])) == 1 for g in range(k))
+    assert len({colours[g] for g in range(len(figures.PALETTE))}) == len(figures.PALETTE)
+    assert colours[0] == figures.color_of(0) and colours[k - 1] == figures.color_of(k - 1)
+    assert (np.asarray(fig.data[0].customdata)[:, 0] == np.arange(n)).all()  # selections still map back
+    few = figures.scatter_map(np.zeros((n, 2)), info, groups % 10, {g: str(g) for g in range(10)}, None, "t")
+    assert len(few.data) == 10  # up to MAX_LEGEND_GROUPS: one trace per cluster, legend toggles
+
+
 def test_load_data_view_of_vectors_passes_the_trainers_options(tmp_path: Path) -> None:
     path = tmp_path / "features.npy"
     np.save(path, np.zeros((30, 4), np.float32))

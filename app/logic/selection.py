@@ -23,7 +23,8 @@ def custom_values(point: dict[str, Any]) -> list[Any]:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+    numeric = (int, float, np.integer, np.floating)  # JSON numbers, or numpy ones from a figure's own data
+    return isinstance(value, numeric) and not isinstance(value, bool) and bool(np.isfinite(value))
 
 
 def selected_cells(points: Sequence[dict[str, Any]]) -> list[tuple[int, int]]:
