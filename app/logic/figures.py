@@ -182,8 +182,8 @@ def scatter_map(
     fig = go.Figure()
     hover = _hover(has_labels)
     if groups is not None and len(group_names) > MAX_LEGEND_GROUPS:
-        # One trace, coloured point by point: 200 WebGL traces (one per cluster) did not draw in
-        # 3 minutes at 100k points in headless Chromium, and a 200-entry legend reads nothing.
+        # One trace, coloured point by point: with 200 traces (one per cluster) the page's script
+        # took 534 ms at 100k points against 113 ms, and a 200-entry legend reads nothing.
         # Numeric colours over a stepped colour scale: a 100k-long array of colour strings took
         # seconds to validate and serialise, numbers go as one binary array.
         order = np.array(sorted(group_names))
