@@ -1,7 +1,7 @@
 """The development suite: data sets of varied shape built from what is at hand.
 
 The defaults must hold on data nobody tuned them for, so they are measured on a suite that varies
-what the defaults depend on: channels (grayscale, colour), native size (8 to 64 px), N (400 to
+what the defaults depend on: channels (grayscale, colour), native size (8 to 128 px), N (400 to
 4,000) and C (10, 20, 40, 200). Every set is deterministic (fixed selection seed).
 
 - Embedded (scikit-learn's digits, offline): ``digits-64`` (upsampled to 64 px), ``digits-rot20``
@@ -141,10 +141,9 @@ def load_cifar10_flip20(root: str | Path | None = None, split: str = "both", **_
     return _dataset(images, labels, names + [f"{n} upside down" for n in names], "cifar10-flip20")
 
 
-
 def _cifar_gray_subjects(root: str | Path | None, dataset: str, count: int) -> tuple[torch.Tensor, list[str]]:
     """``count`` CIFAR-10 test images as float gray (count, 1, 32, 32) in [0, 1], an equal number
-    from each class (so no two subjects are near-copies by construction), and their names."""
+    from each class, and their names."""
     cifar = load_imagefolder(_subfolder(root, dataset, "cifar10-test"), image_size=32)
     if cifar.num_classes != 10:
         raise DataError(f"{dataset} expects the CIFAR-10 test ImageFolder (10 classes), found {cifar.num_classes}")
@@ -183,12 +182,12 @@ def load_objects_poses20(root: str | Path | None = None, split: str = "both", **
     labels = np.repeat(np.arange(20), 72)
     yaw = torch.from_numpy(np.tile(np.arange(72) * 5.0, 20)) * math.pi / 180
     count = len(labels)
-    tilt = torch.from_numpy(rng.uniform(-0.08, 0.08, count))
+    tilt = torch.from_numpy(rng.uniform(-0.08, 0.08, count)).float()
     exposure = torch.from_numpy(rng.uniform(0.8, 1.15, count)).view(-1, 1, 1, 1).float()
     scale_x = 0.8 * torch.sign(torch.cos(yaw) + 1e-9) * (0.35 + 0.65 * torch.cos(yaw).abs())
-    zero = torch.zeros(count, dtype=torch.float64)
+    zero = torch.zeros(count)
     up = F.interpolate(objects, size=(128, 128), mode="bilinear", align_corners=False)[torch.from_numpy(labels)]
-    posed = _warp(up, 128, tilt.float(), scale_x.float(), torch.full((count,), 0.8), zero.float(), zero.float())
+    posed = _warp(up, 128, tilt, scale_x.float(), torch.full((count,), 0.8), zero, zero)
     return _dataset(_to_uint8(posed * exposure), labels, names, "objects-poses20")
 
 
@@ -211,6 +210,7 @@ def load_objects_ids40(root: str | Path | None = None, split: str = "both", **_:
     side = torch.linspace(-1, 1, 32).view(1, 1, 1, 32) * draw(-0.35, 0.35).view(-1, 1, 1, 1)
     lit = shots * (1 + side) * draw(0.7, 1.2).view(-1, 1, 1, 1)
     return _dataset(_to_uint8(lit), labels, names, "objects-ids40")
+
 
 for _spec in (
     DataSourceSpec("digits-64", load_digits_64, "suite: digits upsampled to 64 px (embedded)", False, 10),
