@@ -90,12 +90,12 @@ class LNSCCParams:
     im_neg_scale: float = 1.0
     graph_tau: float = 0.0
     pair_sampling: str = "weighted"
-    #: What runs saved before a parameter existed were trained with (``load_run_config``).
-    VALUE_BEFORE_ADDED: ClassVar[dict[str, Any]] = {"pair_sampling": "sets"}
     negatives: int = 5
     repulsion: str = "log"
     two_stage: float = 0.0
     head_fit_steps: int = 300
+    #: What runs saved before a parameter existed were trained with (``load_run_config``).
+    VALUE_BEFORE_ADDED: ClassVar[dict[str, Any]] = {"pair_sampling": "sets"}
 
     def validate(self) -> None:
         if self.neighbors < 1:

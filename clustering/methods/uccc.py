@@ -217,7 +217,7 @@ class UCCC(ClusterMethod):
             head_norm.freeze()
         x = batch.inputs
         last = self._neighbor_inputs(batch) if p.neighbor_view else x  # the source of the last view
-        inputs = [batch.views.weak(x), batch.views.weak(last if not p.strong_view else x)]
+        inputs = [batch.views.weak(x), batch.views.weak(x if p.strong_view else last)]
         if p.strong_view:
             inputs.append(batch.views.strong(last, n=p.ra_n, m=p.ra_m))
         out = self.model(torch.cat(inputs))
