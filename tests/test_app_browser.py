@@ -174,3 +174,30 @@ def test_every_page_renders_without_error(studio: str) -> None:
                 )
         finally:
             browser.close()
+
+
+def test_density_map_lasso_selects_points_in_the_browser(studio: str) -> None:
+    """The density view draws an image, not points; a lasso on it must still come back as an
+    outline that selects the points inside (Streamlit reports it as ``selection.lasso``)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            main = page.locator('[data-testid="stMain"]')
+            page.goto(f"{studio}/embedding", wait_until="domcontentloaded")
+            main.get_by_text("Selection", exact=False).first.wait_for(timeout=120_000)
+            main.locator('[data-testid="stRadio"]').filter(has_text="Draw").get_by_text("density", exact=True).click()
+            try:
+                main.locator("g.imagelayer image").first.wait_for(state="attached", timeout=30_000)
+            finally:
+                page.screenshot(path=str(SHOTS / "embedding-density.png"), full_page=True)
+            page.wait_for_timeout(1500)
+            _lasso_centre(page)
+            main.get_by_text("selected · clusters", exact=False).first.wait_for(timeout=30_000)
+            page.screenshot(path=str(SHOTS / "embedding-density.png"), full_page=True)
+            errors = page.locator('[data-testid="stException"]')
+            assert errors.count() == 0, errors.first.inner_text()[:500]
+        finally:
+            browser.close()

@@ -4,6 +4,7 @@ labels, vector data, a data root that is not on this machine, a failed run)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -327,3 +328,26 @@ def test_embedding_opens_the_runs_own_map_without_computing(runs: Path) -> None:
     assert "the run's own map" in at.get("plotly_chart")[0].proto.spec
     at.radio(key="map_method").set_value("tsne").run()  # t-SNE at perplexity 10 is not the run's map
     assert not at.exception and not at.selectbox(key="map_points").disabled
+
+
+def test_embedding_density_view_selects_every_point_inside_a_box(runs: Path) -> None:
+    from clustering import projections
+
+    coords = projections.read_run_projection(runs / "ownmaps", "tsne", "z", read_predictions(runs / "ownmaps")["step"])
+    assert coords is not None and len(coords) == 300
+    x_cut, y_cut = np.median(coords[:, 0]), np.quantile(coords[:, 1], 0.7)
+    inside = (coords[:, 0] <= x_cut) & (coords[:, 1] <= y_cut)
+    box = {"xref": "x", "yref": "y", "x": [float(coords[:, 0].min()) - 1, float(x_cut)],
+           "y": [float(y_cut), float(coords[:, 1].min()) - 1]}  # fmt: skip
+    event = {"selection": {"points": [], "point_indices": [], "box": [box], "lasso": []}}
+    at = open_page(runs, "views/embedding.py", "ownmaps", map_draw="density", map_density=event)
+    assert_clean(at, "views/embedding.py")
+    spec = at.get("plotly_chart")[0].proto.spec
+    assert "· density" in json.loads(spec)["layout"]["title"]["text"], spec[-3000:]
+    assert json.loads(spec)["layout"]["images"][0]["source"].startswith("data:image/png;base64,")
+    assert any(m.value.startswith(f"**{inside.sum()}** selected") for m in at.markdown)
+    table = at.dataframe[-1].value  # the selection's export table: exactly the points in the box
+    assert sorted(table["index"].tolist()) == sorted(read_predictions(runs / "ownmaps")["index"][inside].tolist())
+    for color in ("label", "correct / wrong", "confidence"):
+        at.selectbox(key="map_color").set_value(color).run()
+        assert not at.exception

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.colors import qualitative
+from plotly.colors import qualitative, sample_colorscale
+
+from app.logic import density
 
 PALETTE = qualitative.Plotly + qualitative.D3 + qualitative.Light24
 MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
@@ -249,6 +251,82 @@ def scatter_map(
     fig.update_xaxes(showticklabels=False, title=None)
     fig.update_yaxes(showticklabels=False, title=None, scaleanchor="x")
     return fig
+
+
+def density_map(
+    coords: np.ndarray,
+    groups: np.ndarray | None,
+    group_names: dict[int, str],
+    values: np.ndarray | None,
+    title: str,
+    height: int = 640,
+    image_bins: int | None = None,
+    hover_bins: int = density.HOVER_BINS,
+) -> tuple[go.Figure, density.Grid]:
+    """A projection too large to draw point by point, as :mod:`app.logic.density` bins it.
+
+    One image (each pixel the colour of its most frequent group, as :func:`scatter_map` colours
+    that group, or of its mean value on Viridis; opacity by count) under a coarse grid of
+    invisible WebGL markers that carry the hover text (points, dominant group and its share, mean
+    value) and take clicks: customdata is the hover cell's id in the returned grid. ``image_bins``
+    None: :func:`app.logic.density.image_bins_for` the number of points. A box or lasso
+    is resolved over all points by :func:`app.logic.density.in_geometry`.
+    """
+    order = np.array(sorted(group_names)) if groups is not None else np.array([], dtype=np.int64)
+    palette = np.array([density.hex_to_rgb(color_of(i)) if g >= 0 else (187, 187, 187)
+                        for i, g in enumerate(order)], dtype=np.uint8).reshape(-1, 3)  # fmt: skip
+    lo, hi = (float(np.nanmin(values)), float(np.nanmax(values))) if values is not None else (0.0, 1.0)
+    lut = np.array([density.hex_to_rgb(c) for c in sample_colorscale("Viridis", list(np.linspace(0, 1, 256)))],
+                   dtype=np.uint8)  # fmt: skip
+
+    def colours(summary: density.CellSummary) -> np.ndarray:
+        if groups is not None:
+            return palette[np.searchsorted(order, summary.top_group)]
+        scaled = (summary.mean_value - lo) / max(hi - lo, 1e-12)
+        return lut[np.clip(np.round(scaled * 255), 0, 255).astype(np.int64)]
+
+    image_grid = density.Grid.over(coords, image_bins or density.image_bins_for(len(coords)))
+    image_cells = density.summarise(image_grid.cells(coords), groups, values)
+    png = density.render_png(image_grid, image_cells, colours(image_cells))
+    hover_grid = density.Grid.over(coords, hover_bins)
+    cells = density.summarise(hover_grid.cells(coords), groups, values)
+    centres = hover_grid.centres(cells.cell)
+    if groups is not None:
+        text = [f"{n:,} points · {share:.0%} {group_names.get(int(g), g)}"
+                for n, g, share in zip(cells.count, cells.top_group, cells.top_share, strict=True)]  # fmt: skip
+    else:
+        text = [f"{n:,} points · mean confidence {v:.3f}" for n, v in zip(cells.count, cells.mean_value, strict=True)]
+    marker: dict[str, object] = {"size": 8, "opacity": 0}
+    if groups is None:  # the hover markers carry the colour bar of the image's value scale
+        marker |= {"color": cells.mean_value, "colorscale": "Viridis", "cmin": lo, "cmax": hi, "showscale": True,
+                   "colorbar": {"title": "confidence"}}  # fmt: skip
+    fig = go.Figure(
+        go.Scattergl(
+            x=centres[:, 0],
+            y=centres[:, 1],
+            mode="markers",
+            marker=marker,
+            customdata=cells.cell,
+            text=text,
+            hovertemplate="%{text}<extra></extra>",
+            showlegend=False,
+            name="cells",
+        )
+    )
+    if groups is not None and len(order) <= MAX_LEGEND_GROUPS:  # a key to the colours, nothing to draw
+        for i, g in enumerate(order):
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=group_names[int(g)],
+                                     marker={"size": 8, "color": "#bbbbbb" if g < 0 else color_of(i)}))  # fmt: skip
+    x1, y1 = image_grid.x0 + image_grid.nx * image_grid.cell, image_grid.y0 + image_grid.ny * image_grid.cell
+    fig.add_layout_image(source=density.data_uri(png), xref="x", yref="y", x=image_grid.x0, y=y1,
+                         sizex=x1 - image_grid.x0, sizey=y1 - image_grid.y0, sizing="stretch",
+                         xanchor="left", yanchor="top", layer="below")  # fmt: skip
+    fig.update_layout(title=title, height=height, margin=MARGIN, dragmode="lasso", uirevision="keep",
+                      legend={"itemsizing": "constant"}, plot_bgcolor="white")  # fmt: skip
+    fig.update_xaxes(showticklabels=False, title=None, range=[image_grid.x0, x1], showgrid=False, zeroline=False)
+    fig.update_yaxes(showticklabels=False, title=None, range=[image_grid.y0, y1], showgrid=False, zeroline=False,
+                     scaleanchor="x")  # fmt: skip
+    return fig, hover_grid
 
 
 def histogram(values: np.ndarray, title: str, x_title: str, height: int = 260) -> go.Figure:

@@ -75,6 +75,22 @@ def selection_points(event: Any) -> list[dict[str, Any]]:
     return list(points or [])
 
 
+def selection_shapes(event: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(boxes, lassos) of a ``st.plotly_chart`` selection event: each a dict with lists ``x`` and
+    ``y``, the outline in data coordinates (a box's two corners, a lasso's vertices)."""
+    if event is None:
+        return [], []
+    selection = event.get("selection") if isinstance(event, dict) else getattr(event, "selection", None)
+    if selection is None:
+        return [], []
+
+    def shapes(name: str) -> list[dict[str, Any]]:
+        found = selection.get(name) if isinstance(selection, dict) else getattr(selection, name, None)
+        return [dict(s) for s in found or [] if s.get("x") and s.get("y")]
+
+    return shapes("box"), shapes("lasso")
+
+
 def export_frame(
     positions: np.ndarray,
     index: np.ndarray,

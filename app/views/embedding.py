@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import streamlit as st
 
-from app.logic import figures, projection, selection
+from app.logic import density, figures, projection, selection
 from app.logic.confusion import class_name
 from app.logic.failures import mapped_labels
 from app.logic.runsdir import cache_dir
@@ -28,7 +28,7 @@ sources = [s for s in projection.SOURCES if pred.features(s) is not None]
 if not sources:
     st.warning("predictions.npz holds no embeddings (z, h or probs) to project.")
     st.stop()
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3, c4, c5 = st.columns([1.2, 1.6, 1.2, 1.2, 1.2])
 method = c1.radio(
     "Projection",
     ["tsne", "umap"],
@@ -120,7 +120,6 @@ positions, coords = cached
 
 mapping = pred.mapping
 cl = pred.cluster[positions]
-info = figures.point_info(positions, pred.index, pred.cluster, pred.confidence, pred.label)
 if pred.has_labels:
     lab = pred.label[positions]
 values = None
@@ -137,10 +136,27 @@ label = "t-SNE" if method == "tsne" else "UMAP"
 title = f"{label} of {SOURCE_NAMES[source]} · {len(positions):,} points"
 if own is not None:
     title += " (the run's own map)"
-fig = figures.scatter_map(coords, info, groups, group_names, values, title, pred.has_labels)
-event = st.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=("points", "box", "lasso"))
-
-picked = selection.points_to_positions(selection.selection_points(event))
+draw = c5.radio(
+    "Draw",
+    ["points", "density"],
+    index=int(len(positions) > density.DENSITY_ABOVE),
+    horizontal=True,
+    key="map_draw",
+    help=f"density bins the map into one image (the default above {density.DENSITY_ABOVE:,} points, where a "
+    "scatter of every point is slow to draw); a box or lasso still selects every point inside it",
+)
+if draw == "density":
+    fig, hover_grid = figures.density_map(coords, groups, group_names, values, title + " · density")
+    # A separate key: the two charts report their selections differently.
+    event = st.plotly_chart(fig, key="map_density", on_select="rerun", selection_mode=("points", "box", "lasso"))
+    boxes, lassos = selection.selection_shapes(event)
+    clicked = [int(v[0]) for v in map(selection.custom_values, selection.selection_points(event)) if v]
+    picked = density.selected_positions(coords, positions, boxes, lassos, np.asarray(clicked), hover_grid)
+else:
+    info = figures.point_info(positions, pred.index, pred.cluster, pred.confidence, pred.label)
+    fig = figures.scatter_map(coords, info, groups, group_names, values, title, pred.has_labels)
+    event = st.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=("points", "box", "lasso"))
+    picked = selection.points_to_positions(selection.selection_points(event))
 st.subheader("Selection")
 if len(picked) == 0:
     st.caption(
