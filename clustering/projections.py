@@ -7,7 +7,8 @@ and readers ignore it.
 
 t-SNE uses openTSNE's FFT-accelerated gradients when it is installed (several times faster than
 scikit-learn's Barnes-Hut above a few thousand points: 7.9x on 60,000, ``python -m app.bench
---libraries 60000``), and scikit-learn's otherwise; UMAP is umap-learn's.
+--libraries 60000``), and scikit-learn's otherwise; UMAP is umap-learn's. On a GPU machine with
+RAPIDS cuML installed (not a dependency: it comes from NVIDIA's own channels), both are cuML's.
 """
 
 from __future__ import annotations
@@ -33,8 +34,22 @@ RUN_CHOICES = {"umap+tsne": ("umap", "tsne"), "umap": ("umap",), "tsne": ("tsne"
 DEFAULTS: dict[str, Any] = {"perplexity": 30.0, "n_neighbors": 15, "min_dist": 0.1, "seed": 0}
 
 
+def cuml_usable() -> bool:
+    """Whether RAPIDS cuML is installed and a CUDA device is there to run it."""
+    try:
+        import cuml  # noqa: F401
+    except ImportError:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def tsne_backend() -> str:
-    """``opentsne`` when openTSNE is importable, else ``sklearn``."""
+    """``cuml`` on a GPU machine with RAPIDS cuML installed, else ``opentsne`` when openTSNE is
+    importable, else ``sklearn``."""
+    if cuml_usable():
+        return "cuml"
     try:
         import openTSNE  # noqa: F401
     except ImportError:
@@ -42,11 +57,18 @@ def tsne_backend() -> str:
     return "opentsne"
 
 
+def umap_backend() -> str:
+    """``cuml`` on a GPU machine with RAPIDS cuML installed, else ``umap-learn``."""
+    return "cuml" if cuml_usable() else "umap-learn"
+
+
 def compute(features: np.ndarray, method: str, *, perplexity: float = 30.0, n_neighbors: int = 15,
             min_dist: float = 0.1, seed: int = 0, threads: int = 1,
             backend: str | None = None) -> np.ndarray:  # fmt: skip
     """(m, d) -> (m, 2) float32. For t-SNE, PCA to 50 dimensions first (standard practice, and
-    several times faster on 128-d or wider features); ``backend``: ``opentsne`` or ``sklearn``."""
+    several times faster on 128-d or wider features). ``backend``: t-SNE ``cuml``, ``opentsne`` or
+    ``sklearn``, UMAP ``cuml`` or ``umap-learn``; None picks the fastest usable
+    (:func:`tsne_backend`, :func:`umap_backend`)."""
     x = np.asarray(features, dtype=np.float32)
     m = x.shape[0]
     if m < 3:
@@ -57,7 +79,13 @@ def compute(features: np.ndarray, method: str, *, perplexity: float = 30.0, n_ne
         if x.shape[1] > 50 and m > 50:
             x = PCA(n_components=50, random_state=seed).fit_transform(x).astype(np.float32)
         perplexity = float(min(perplexity, max(1.0, (m - 1) / 3.0)))
-        if (backend or tsne_backend()) == "opentsne":
+        chosen = backend or tsne_backend()
+        if chosen == "cuml":  # FFT t-SNE on the GPU (its init is random: cuML's default)
+            from cuml.manifold import TSNE as CumlTSNE
+
+            out = CumlTSNE(n_components=2, perplexity=perplexity, method="fft", random_state=seed,
+                           output_type="numpy").fit_transform(x)  # fmt: skip
+        elif chosen == "opentsne":
             import openTSNE
 
             out = openTSNE.TSNE(perplexity=perplexity, initialization="pca", random_state=seed,
@@ -67,6 +95,11 @@ def compute(features: np.ndarray, method: str, *, perplexity: float = 30.0, n_ne
 
             out = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
                        random_state=seed, n_jobs=threads).fit_transform(x)  # fmt: skip
+    elif method == "umap" and (backend or umap_backend()) == "cuml":
+        from cuml.manifold import UMAP as CumlUMAP
+
+        out = CumlUMAP(n_components=2, n_neighbors=int(min(n_neighbors, m - 1)), min_dist=min_dist,
+                       random_state=seed, output_type="numpy").fit_transform(x)  # fmt: skip
     elif method == "umap":
         import umap
 
@@ -115,7 +148,7 @@ def write_run_projections(run_dir: Path, methods: tuple[str, ...], threads: int 
             log(f"projections: {method} failed ({type(exc).__name__}: {exc}); the studio computes it on demand")
             continue
         elapsed = round(time.time() - start, 2)
-        backend = tsne_backend() if method == "tsne" else "umap-learn"
+        backend = tsne_backend() if method == "tsne" else umap_backend()
         with contextlib.suppress(OSError):
             save_run_projection(run_dir, method, "z", coords, step, backend=backend, seconds=elapsed)
         seconds[method] = elapsed

@@ -41,6 +41,46 @@ def test_tsne_back_ends_keep_blobs_apart(backend: str) -> None:
     assert neighbour_purity(coords, labels) > 0.95
 
 
+class FakeCumlEstimator:
+    """Stands in for cuml.manifold.TSNE / UMAP: records its arguments, returns a fixed layout."""
+
+    calls: list[tuple[str, dict]] = []
+
+    def __init__(self, **kwargs: object) -> None:
+        self.kwargs = kwargs
+
+    def fit_transform(self, x: np.ndarray) -> np.ndarray:
+        FakeCumlEstimator.calls.append((type(self).__name__, self.kwargs))
+        return np.arange(2 * len(x), dtype=np.float64).reshape(len(x), 2)
+
+
+def test_a_gpu_machine_with_cuml_projects_with_cuml(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    import torch
+
+    manifold = types.ModuleType("cuml.manifold")
+    manifold.TSNE = type("TSNE", (FakeCumlEstimator,), {})
+    manifold.UMAP = type("UMAP", (FakeCumlEstimator,), {})
+    cuml = types.ModuleType("cuml")
+    cuml.manifold = manifold
+    monkeypatch.setitem(sys.modules, "cuml", cuml)
+    monkeypatch.setitem(sys.modules, "cuml.manifold", manifold)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert projections.tsne_backend() in ("opentsne", "sklearn") and projections.umap_backend() == "umap-learn"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert projections.tsne_backend() == "cuml" and projections.umap_backend() == "cuml"
+    FakeCumlEstimator.calls.clear()
+    x, _ = blobs(n_per=10)
+    for method in ("tsne", "umap"):
+        coords = projections.compute(x, method, perplexity=5, n_neighbors=8, seed=3)
+        assert coords.shape == (30, 2) and coords.dtype == np.float32
+    (tsne, tsne_args), (umap, umap_args) = FakeCumlEstimator.calls
+    assert tsne == "TSNE" and tsne_args["perplexity"] == 5 and tsne_args["method"] == "fft"
+    assert umap == "UMAP" and umap_args["n_neighbors"] == 8 and umap_args["random_state"] == 3
+    assert tsne_args["output_type"] == umap_args["output_type"] == "numpy"
+
+
 def test_unknown_method_names_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="valid: tsne, umap"):
         projections.compute(np.zeros((5, 2)), "pca")
