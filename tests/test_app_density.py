@@ -1,4 +1,4 @@
-"""The density map (app.logic.density, figures.density_map): binning, dominant groups, the image,
+"""The density map (app.logic.density, map_figures.density_map): binning, dominant groups, the image,
 and selection by a box or lasso over every point, against naive loops and hand-made cases."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `app` from the repository
 
-from app.logic import density, figures, selection  # noqa: E402
+from app.logic import density, figures, map_figures, selection  # noqa: E402
 
 
 def naive_in_polygon(x: float, y: float, xs: list[float], ys: list[float]) -> bool:
@@ -123,7 +123,7 @@ def test_density_map_colours_cells_as_the_scatter_colours_their_group() -> None:
     groups = np.repeat(np.arange(40), 500)
     coords = centres[groups] + rng.normal(scale=0.5, size=(len(groups), 2))
     names = {g: f"cluster {g}" for g in range(40)}
-    fig, hover_grid = figures.density_map(coords, groups, names, None, "map", image_bins=100, hover_bins=20)
+    fig, hover_grid = map_figures.density_map(coords, groups, names, None, "map", image_bins=100, hover_bins=20)
     image = _decoded_image(fig)
     grid = density.Grid.over(coords, 100)
     for g in (0, 17, 39):  # the pixel under a cluster's centre has that cluster's colour
@@ -134,14 +134,14 @@ def test_density_map_colours_cells_as_the_scatter_colours_their_group() -> None:
     assert len(cells.x) == len(np.unique(hover_grid.cells(coords)))  # one hover marker per non-empty cell
     assert len(fig.data) == 1  # 40 groups > MAX_LEGEND_GROUPS: no legend entries
     few = np.minimum(groups, 4)
-    fig5, _ = figures.density_map(coords, few, {g: f"c{g}" for g in range(5)}, None, "map")
+    fig5, _ = map_figures.density_map(coords, few, {g: f"c{g}" for g in range(5)}, None, "map")
     assert [t.name for t in fig5.data[1:]] == [f"c{g}" for g in range(5)]
 
 
 def test_density_map_by_value_has_a_colour_bar_and_viridis_pixels() -> None:
     coords = np.array([[0.0, 0.0], [1.0, 1.0]] * 50)
     values = np.array([0.0, 1.0] * 50)
-    fig, _ = figures.density_map(coords, None, {}, values, "conf", image_bins=2, hover_bins=2)
+    fig, _ = map_figures.density_map(coords, None, {}, values, "conf", image_bins=2, hover_bins=2)
     image = _decoded_image(fig)
     assert tuple(image[1, 0, :3]) == (68, 1, 84)  # Viridis' low end at the bottom-left point
     assert tuple(image[0, 1, :3]) == (253, 231, 37)  # its high end at the top-right one

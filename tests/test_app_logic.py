@@ -584,15 +584,15 @@ def test_reap_collects_finished_trainers(tmp_path: Path) -> None:
 
 
 def test_scatter_map_carries_positions_for_selections() -> None:
-    from app.logic import figures
+    from app.logic import map_figures
 
     positions = np.array([4, 0, 2])
-    info = figures.point_info(positions, np.arange(10, 20), np.arange(5) % 2, np.linspace(0, 1, 5), None)
+    info = map_figures.point_info(positions, np.arange(10, 20), np.arange(5) % 2, np.linspace(0, 1, 5), None)
     assert (
         info[:, 0].tolist() == [4, 0, 2] and info[:, 1].tolist() == [14, 10, 12] and (info[:, 3] == -1).all()
     )
     coords = np.zeros((3, 2), np.float32)
-    fig = figures.scatter_map(
+    fig = map_figures.scatter_map(
         coords, info, np.array([0, 0, 1]), {0: "a", 1: "b"}, None, "t", has_labels=False
     )
     assert [t.name for t in fig.data] == ["a", "b"] and fig.data[0].type == "scattergl"
@@ -600,17 +600,17 @@ def test_scatter_map_carries_positions_for_selections() -> None:
     points = [{"customdata": {str(i): v for i, v in enumerate(row)}} for row in fig.data[0].customdata]
     assert selection.points_to_positions(points).tolist() == [0, 4]
     assert "label" not in fig.data[0].hovertemplate
-    continuous = figures.scatter_map(coords, info, None, {}, np.array([0.1, 0.5, 0.9]), "t")
+    continuous = map_figures.scatter_map(coords, info, None, {}, np.array([0.1, 0.5, 0.9]), "t")
     assert len(continuous.data) == 1 and continuous.data[0].marker.showscale
 
 
 def test_scatter_map_of_many_clusters_is_one_trace_coloured_per_point() -> None:
-    from app.logic import figures
+    from app.logic import figures, map_figures
 
     n, k = 2000, 200
     groups = np.arange(n) % k
-    info = figures.point_info(np.arange(n), np.arange(n), groups, np.full(n, 0.5), groups)
-    fig = figures.scatter_map(np.random.default_rng(0).normal(size=(n, 2)), info, groups,
+    info = map_figures.point_info(np.arange(n), np.arange(n), groups, np.full(n, 0.5), groups)
+    fig = map_figures.scatter_map(np.random.default_rng(0).normal(size=(n, 2)), info, groups,
                               {g: f"cluster {g}" for g in range(k)}, None, "t")  # fmt: skip
     assert len(fig.data) == 1 and fig.data[0].type == "scattergl" and not fig.data[0].showlegend
     marker = fig.data[0].marker
@@ -626,7 +626,7 @@ def test_scatter_map_of_many_clusters_is_one_trace_coloured_per_point() -> None:
     assert len({colours[g] for g in range(len(figures.PALETTE))}) == len(figures.PALETTE)
     assert colours[0] == figures.color_of(0) and colours[k - 1] == figures.color_of(k - 1)
     assert (np.asarray(fig.data[0].customdata)[:, 0] == np.arange(n)).all()  # selections still map back
-    few = figures.scatter_map(np.zeros((n, 2)), info, groups % 10, {g: str(g) for g in range(10)}, None, "t")
+    few = map_figures.scatter_map(np.zeros((n, 2)), info, groups % 10, {g: str(g) for g in range(10)}, None, "t")
     assert len(few.data) == 10  # up to MAX_LEGEND_GROUPS: one trace per cluster, legend toggles
 
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import streamlit as st
 
-from app.logic import density, figures, projection, selection
+from app.logic import density, map_figures, projection, selection
 from app.logic.confusion import class_name
 from app.logic.failures import mapped_labels
 from app.logic.runsdir import cache_dir
@@ -146,15 +146,15 @@ draw = c5.radio(
     "scatter of every point is slow to draw); a box or lasso still selects every point inside it",
 )
 if draw == "density":
-    fig, hover_grid = figures.density_map(coords, groups, group_names, values, title + " · density")
+    fig, hover_grid = map_figures.density_map(coords, groups, group_names, values, title + " · density")
     # A separate key: the two charts report their selections differently.
     event = st.plotly_chart(fig, key="map_density", on_select="rerun", selection_mode=("points", "box", "lasso"))
     boxes, lassos = selection.selection_shapes(event)
     clicked = [int(v[0]) for v in map(selection.custom_values, selection.selection_points(event)) if v]
     picked = density.selected_positions(coords, positions, boxes, lassos, np.asarray(clicked), hover_grid)
 else:
-    info = figures.point_info(positions, pred.index, pred.cluster, pred.confidence, pred.label)
-    fig = figures.scatter_map(coords, info, groups, group_names, values, title, pred.has_labels)
+    info = map_figures.point_info(positions, pred.index, pred.cluster, pred.confidence, pred.label)
+    fig = map_figures.scatter_map(coords, info, groups, group_names, values, title, pred.has_labels)
     event = st.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=("points", "box", "lasso"))
     picked = selection.points_to_positions(selection.selection_points(event))
 st.subheader("Selection")
