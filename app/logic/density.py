@@ -154,8 +154,8 @@ def in_polygon(coords: np.ndarray, xs: list[float], ys: list[float]) -> np.ndarr
     if len(px) < 3:
         return inside
     x, y = coords[:, 0], coords[:, 1]
-    for (xa, ya), (xb, yb) in zip(zip(px, py, strict=True), zip(np.roll(px, 1), np.roll(py, 1), strict=True),
-                                  strict=True):  # fmt: skip
+    for i in range(len(px)):  # the edge from vertex i - 1 to vertex i (the last closes the outline)
+        xa, ya, xb, yb = px[i], py[i], px[i - 1], py[i - 1]
         if ya == yb:
             continue  # a horizontal edge is never crossed by a horizontal ray
         straddles = (ya > y) != (yb > y)

@@ -25,6 +25,12 @@ def point_info(positions: np.ndarray, index: np.ndarray, cluster: np.ndarray, co
 
 
 MAX_LEGEND_GROUPS = 30  # above this many clusters (or labels) the map is one trace without a legend
+UNGROUPED_COLOUR = "#bbbbbb"  # a negative group id (e.g. no label)
+
+
+def group_colours(order: np.ndarray) -> list[str]:
+    """The colour of each group of the sorted ids ``order``, the same in every map: by rank."""
+    return [color_of(i) if g >= 0 else UNGROUPED_COLOUR for i, g in enumerate(order)]
 
 
 def _hover(has_labels: bool) -> str:
@@ -56,8 +62,7 @@ def scatter_map(
         # seconds to validate and serialise, numbers go as one binary array.
         order = np.array(sorted(group_names))
         scale: list[list[object]] = []
-        for i, g in enumerate(order):
-            colour = color_of(i) if g >= 0 else "#bbbbbb"
+        for i, colour in enumerate(group_colours(order)):
             scale += [[i / len(order), colour], [(i + 1) / len(order), colour]]
         fig.add_trace(
             go.Scattergl(
@@ -73,7 +78,8 @@ def scatter_map(
             )
         )
     elif groups is not None:
-        for i, g in enumerate(sorted(group_names)):
+        order = np.array(sorted(group_names))
+        for g, colour in zip(order, group_colours(order), strict=True):
             sel = np.flatnonzero(groups == g)
             if len(sel) == 0:
                 continue
@@ -83,7 +89,7 @@ def scatter_map(
                     y=coords[sel, 1],
                     mode="markers",
                     name=group_names[g],
-                    marker={"size": 4, "color": color_of(i) if g >= 0 else "#bbbbbb"},
+                    marker={"size": 4, "color": colour},
                     customdata=info[sel],
                     hovertemplate=hover,
                 )
@@ -139,8 +145,7 @@ def density_map(
     is resolved over all points by :func:`app.logic.density.in_geometry`.
     """
     order = np.array(sorted(group_names)) if groups is not None else np.array([], dtype=np.int64)
-    palette = np.array([density.hex_to_rgb(color_of(i)) if g >= 0 else (187, 187, 187)
-                        for i, g in enumerate(order)], dtype=np.uint8).reshape(-1, 3)  # fmt: skip
+    palette = np.array([density.hex_to_rgb(c) for c in group_colours(order)], dtype=np.uint8).reshape(-1, 3)
     lo, hi = (float(np.nanmin(values)), float(np.nanmax(values))) if values is not None else (0.0, 1.0)
     lut = np.array([density.hex_to_rgb(c) for c in sample_colorscale("Viridis", list(np.linspace(0, 1, 256)))],
                    dtype=np.uint8)  # fmt: skip
@@ -180,9 +185,9 @@ def density_map(
         )
     )
     if groups is not None and len(order) <= MAX_LEGEND_GROUPS:  # a key to the colours, nothing to draw
-        for i, g in enumerate(order):
+        for g, colour in zip(order, group_colours(order), strict=True):
             fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=group_names[int(g)],
-                                     marker={"size": 8, "color": "#bbbbbb" if g < 0 else color_of(i)}))  # fmt: skip
+                                     marker={"size": 8, "color": colour}))  # fmt: skip
     x1, y1 = image_grid.x0 + image_grid.nx * image_grid.cell, image_grid.y0 + image_grid.ny * image_grid.cell
     fig.add_layout_image(source=density.data_uri(png), xref="x", yref="y", x=image_grid.x0, y=y1,
                          sizex=x1 - image_grid.x0, sizey=y1 - image_grid.y0, sizing="stretch",
