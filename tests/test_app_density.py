@@ -103,6 +103,18 @@ def test_image_bins_grow_with_the_points_within_bounds() -> None:
     assert density.image_bins_for(100_000) == density.IMAGE_BINS == 400
 
 
+def test_render_png_draws_each_cell_as_a_block_of_whole_pixels() -> None:
+    coords = np.array([[0.0, 0.0], [0.1, 0.1], [3.9, 1.9], [2.5, 0.5]])
+    grid = density.Grid.over(coords, bins=4)
+    s = density.summarise(grid.cells(coords), np.array([0, 0, 1, 2]), None)
+    rgb = np.array([[255, 0, 0], [0, 0, 255], [0, 200, 0]], dtype=np.uint8)
+    small = np.asarray(Image.open(io.BytesIO(density.render_png(grid, s, rgb))))
+    big = np.asarray(Image.open(io.BytesIO(density.render_png(grid, s, rgb, upscale=3))))
+    assert big.shape == (6, 12, 4) and (big == small.repeat(3, axis=0).repeat(3, axis=1)).all()
+    assert density.upscale_for(grid) == density.IMAGE_PIXELS // 4
+    assert density.upscale_for(density.Grid(0.0, 0.0, 1.0, 2000, 10)) == 1  # never below one pixel a cell
+
+
 def test_hex_to_rgb_reads_both_forms_and_rejects_others() -> None:
     assert density.hex_to_rgb("#1f77b4") == (31, 119, 180)
     assert density.hex_to_rgb("rgb(68, 1, 84)") == (68, 1, 84)
@@ -110,11 +122,15 @@ def test_hex_to_rgb_reads_both_forms_and_rejects_others() -> None:
         density.hex_to_rgb("steelblue")
 
 
-def _decoded_image(fig) -> np.ndarray:  # noqa: ANN001
+def _decoded_cells(fig, nx: int) -> np.ndarray:  # noqa: ANN001
+    """The figure's density image with one pixel per cell (its blocks sampled at their corners)."""
     uri = fig.layout.images[0].source
     import base64
 
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
+    image = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
+    block = image.shape[1] // nx
+    assert image.shape[1] == block * nx and image.shape[0] % block == 0  # whole blocks per cell
+    return image[::block, ::block]
 
 
 def test_density_map_colours_cells_as_the_scatter_colours_their_group() -> None:
@@ -124,8 +140,8 @@ def test_density_map_colours_cells_as_the_scatter_colours_their_group() -> None:
     coords = centres[groups] + rng.normal(scale=0.5, size=(len(groups), 2))
     names = {g: f"cluster {g}" for g in range(40)}
     fig, hover_grid = map_figures.density_map(coords, groups, names, None, "map", image_bins=100, hover_bins=20)
-    image = _decoded_image(fig)
     grid = density.Grid.over(coords, 100)
+    image = _decoded_cells(fig, grid.nx)
     for g in (0, 17, 39):  # the pixel under a cluster's centre has that cluster's colour
         ix, iy = ((centres[g] - [grid.x0, grid.y0]) / grid.cell).astype(int)
         pixel = image[grid.ny - 1 - iy, ix]
@@ -142,7 +158,7 @@ def test_density_map_by_value_has_a_colour_bar_and_viridis_pixels() -> None:
     coords = np.array([[0.0, 0.0], [1.0, 1.0]] * 50)
     values = np.array([0.0, 1.0] * 50)
     fig, _ = map_figures.density_map(coords, None, {}, values, "conf", image_bins=2, hover_bins=2)
-    image = _decoded_image(fig)
+    image = _decoded_cells(fig, 2)
     assert tuple(image[1, 0, :3]) == (68, 1, 84)  # Viridis' low end at the bottom-left point
     assert tuple(image[0, 1, :3]) == (253, 231, 37)  # its high end at the top-right one
     assert fig.data[0].marker.showscale and "confidence" in fig.data[0].hovertemplate + fig.data[0].text[0]

@@ -20,6 +20,10 @@ from PIL import Image
 DENSITY_ABOVE = 50_000  # the map page draws more points than this as a density image by default
 IMAGE_BINS = 400  # at most this many pixels along the longer side of the density image
 HOVER_BINS = 80  # cells along the longer side of the hover grid (at most 6,400 markers)
+#: About this many pixels along the longer side of the PNG: each cell is drawn as a block of whole
+#: pixels, so when the browser stretches the image to the plot its smoothing blurs only block
+#: edges, not whole cells (a 64-cell image stretched to 600 px is a blur otherwise).
+IMAGE_PIXELS = 800
 
 
 def image_bins_for(n: int) -> int:
@@ -117,13 +121,21 @@ def alpha_of(count: np.ndarray) -> np.ndarray:
     return 0.4 + 0.6 * np.log(np.maximum(count, 1.0)) / np.log(top)
 
 
-def render_png(grid: Grid, summary: CellSummary, rgb: np.ndarray) -> bytes:
+def upscale_for(grid: Grid) -> int:
+    """Pixels per cell side so that the image is about :data:`IMAGE_PIXELS` wide (at least 1)."""
+    return max(1, IMAGE_PIXELS // max(grid.nx, grid.ny))
+
+
+def render_png(grid: Grid, summary: CellSummary, rgb: np.ndarray, upscale: int = 1) -> bytes:
     """The image of ``grid``: each non-empty cell in colour ``rgb[i]`` ((M, 3) uint8, one row per
-    summarised cell) at :func:`alpha_of` its count, empty cells transparent; top row first."""
+    summarised cell) at :func:`alpha_of` its count, empty cells transparent; top row first; every
+    cell an ``upscale`` x ``upscale`` block of pixels."""
     image = np.zeros((grid.ny * grid.nx, 4), dtype=np.uint8)
     image[summary.cell, :3] = rgb
     image[summary.cell, 3] = np.round(255 * alpha_of(summary.count)).astype(np.uint8)
     picture = image.reshape(grid.ny, grid.nx, 4)[::-1]  # PNG rows run top-down, cell rows bottom-up
+    if upscale > 1:
+        picture = picture.repeat(upscale, axis=0).repeat(upscale, axis=1)
     buffer = io.BytesIO()
     Image.fromarray(picture, mode="RGBA").save(buffer, format="PNG", optimize=False, compress_level=1)
     return buffer.getvalue()

@@ -158,7 +158,7 @@ def density_map(
 
     image_grid = density.Grid.over(coords, image_bins or density.image_bins_for(len(coords)))
     image_cells = density.summarise(image_grid.cells(coords), groups, values)
-    png = density.render_png(image_grid, image_cells, colours(image_cells))
+    png = density.render_png(image_grid, image_cells, colours(image_cells), density.upscale_for(image_grid))
     hover_grid = density.Grid.over(coords, hover_bins)
     cells = density.summarise(hover_grid.cells(coords), groups, values)
     centres = hover_grid.centres(cells.cell)
