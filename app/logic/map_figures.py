@@ -38,6 +38,15 @@ def _hover(has_labels: bool) -> str:
     return "#%{customdata[1]} · cluster %{customdata[2]}" + label + " · conf %{customdata[4]:.3f}<extra></extra>"
 
 
+def map_layout(fig: go.Figure, title: str, height: int) -> go.Figure:
+    """What every map shares: lasso by default, the view kept across reruns, no ticks, equal axes."""
+    fig.update_layout(title=title, height=height, margin=MARGIN, dragmode="lasso", uirevision="keep",
+                      legend={"itemsizing": "constant"})  # fmt: skip
+    fig.update_xaxes(showticklabels=False, title=None)
+    fig.update_yaxes(showticklabels=False, title=None, scaleanchor="x")
+    return fig
+
+
 def scatter_map(
     coords: np.ndarray,
     info: np.ndarray,
@@ -112,17 +121,7 @@ def scatter_map(
                 hovertemplate=hover,
             )
         )
-    fig.update_layout(
-        title=title,
-        height=height,
-        margin=MARGIN,
-        dragmode="lasso",
-        uirevision="keep",
-        legend={"itemsizing": "constant"},
-    )
-    fig.update_xaxes(showticklabels=False, title=None)
-    fig.update_yaxes(showticklabels=False, title=None, scaleanchor="x")
-    return fig
+    return map_layout(fig, title, height)
 
 
 def density_map(
@@ -192,9 +191,7 @@ def density_map(
     fig.add_layout_image(source=density.data_uri(png), xref="x", yref="y", x=image_grid.x0, y=y1,
                          sizex=x1 - image_grid.x0, sizey=y1 - image_grid.y0, sizing="stretch",
                          xanchor="left", yanchor="top", layer="below")  # fmt: skip
-    fig.update_layout(title=title, height=height, margin=MARGIN, dragmode="lasso", uirevision="keep",
-                      legend={"itemsizing": "constant"}, plot_bgcolor="white")  # fmt: skip
-    fig.update_xaxes(showticklabels=False, title=None, range=[image_grid.x0, x1], showgrid=False, zeroline=False)
-    fig.update_yaxes(showticklabels=False, title=None, range=[image_grid.y0, y1], showgrid=False, zeroline=False,
-                     scaleanchor="x")  # fmt: skip
+    map_layout(fig, title, height).update_layout(plot_bgcolor="white")
+    fig.update_xaxes(range=[image_grid.x0, x1], showgrid=False, zeroline=False)
+    fig.update_yaxes(range=[image_grid.y0, y1], showgrid=False, zeroline=False)
     return fig, hover_grid
