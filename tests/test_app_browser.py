@@ -9,6 +9,7 @@ Playwright (never a downloaded browser) and saves a screenshot per page under
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -63,14 +64,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def _serve(runs: Path) -> Iterator[str]:
+    """Serve the studio on a free localhost port over ``runs``; yield its URL."""
     if chromium_path() is None:
         pytest.skip(
             "Chromium not found at /usr/bin/chromium (apt-get install chromium); browser test skipped"
         )
     pytest.importorskip("playwright.sync_api", reason="playwright's Python package is not installed")
-    runs = tmp_path_factory.mktemp("browser_runs")
     port = free_port()
     log = open(runs.parent / "streamlit.log", "wb")  # noqa: SIM115  (closed below)
     proc = subprocess.Popen(
@@ -115,6 +115,23 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The studio over an empty runs folder: the pages show the shipped demo run."""
+    yield from _serve(tmp_path_factory.mktemp("browser_runs"))
+
+
+@pytest.fixture(scope="module")
+def many_cluster_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The studio over one fabricated run of 40 clusters: its confusion matrix (1,600 cells) takes
+    the large-matrix path (category axes, clicks on the largest cells only)."""
+    from app.logic.synthetic import fabricate_run
+
+    runs = tmp_path_factory.mktemp("browser_runs_40")
+    fabricate_run(runs / "forty", n=2000, num_clusters=40)
+    yield from _serve(runs)
 
 
 def _plot_area(page: Page) -> dict[str, float]:
@@ -197,6 +214,35 @@ def test_density_map_lasso_selects_points_in_the_browser(studio: str) -> None:
             _lasso_centre(page)
             main.get_by_text("selected · clusters", exact=False).first.wait_for(timeout=30_000)
             page.screenshot(path=str(SHOTS / "embedding-density.png"), full_page=True)
+            errors = page.locator('[data-testid="stException"]')
+            assert errors.count() == 0, errors.first.inner_text()[:500]
+        finally:
+            browser.close()
+
+
+def test_a_large_confusion_matrix_takes_clicks_on_its_cells(many_cluster_studio: str) -> None:
+    """At 40 x 40 the matrix is drawn on category axes with markers on its largest cells only; a
+    click on a diagonal cell must still come back as that cell and show its images (the row and
+    class pickers, shown while no cell is selected, go away)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            main = page.locator('[data-testid="stMain"]')
+            page.goto(f"{many_cluster_studio}/confusion", wait_until="domcontentloaded")
+            main.get_by_text("largest cells take clicks", exact=False).first.wait_for(timeout=120_000)
+            pickers = main.get_by_text("Cluster row", exact=True)
+            pickers.first.wait_for(timeout=30_000)
+            page.wait_for_timeout(1500)
+            _click_confusion_cell(page, row=7, col=7, size=40)
+            pickers.first.wait_for(state="detached", timeout=30_000)
+            shown = main.get_by_text("images, most confident first", exact=False).first.inner_text()
+            page.screenshot(path=str(SHOTS / "confusion-40.png"), full_page=True)
+            # "c12 → 7 × 7: 45 images": a diagonal cell (its cluster's mapped class is its column)
+            match = re.match(r"c\d+ → (.+) × (.+): (\d+) images", shown)
+            assert match and match[1] == match[2] == "7" and int(match[3]) > 0, shown  # row 7 of 40
             errors = page.locator('[data-testid="stException"]')
             assert errors.count() == 0, errors.first.inner_text()[:500]
         finally:

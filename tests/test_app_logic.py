@@ -677,7 +677,20 @@ def test_a_200_class_confusion_figure_stays_light() -> None:
     fig = figures.confusion_figure(conf.counts, names, names, normalized=False)
     heat, markers = fig.data
     assert heat.text is None and markers.type == "scattergl"
-    assert len(markers.x) == int(np.count_nonzero(conf.counts)) < 200 * 200  # empty cells carry no marker
+    # the heatmap hovers every cell from its category axes; markers sit on the largest cells only
+    assert list(heat.x) == names and list(heat.y) == names and "%{z}" in heat.hovertemplate
+    assert np.count_nonzero(conf.counts) > figures.CONFUSION_CLICK_CELLS == len(markers.x)
+    clicked = {(int(r), int(c)) for r, c in markers.customdata}
+    assert all(conf.counts[r, c] >= np.sort(conf.counts, axis=None)[-figures.CONFUSION_CLICK_CELLS]
+               for r, c in clicked)  # fmt: skip
+    assert {(r, r) for r in range(200)} <= clicked  # every diagonal cell (80% of each class) takes clicks
+    r, c = next(iter(clicked))
+    i = [tuple(map(int, cd)) for cd in markers.customdata].index((r, c))
+    assert (markers.x[i], markers.y[i]) == (names[c], names[r])  # the marker sits on its own cell
     assert fig.layout.height == 1000 and fig.layout.yaxis.showticklabels is False
+    assert len(fig.to_json()) < 600_000  # it was 1.6 MB with a marker and string per non-empty cell
+    # equal labels stay separate rows (a category axis would merge them)
+    twins = figures.confusion_figure(conf.counts, ["same"] * 200, names, normalized=True)
+    assert len(set(twins.data[0].y)) == 200 and twins.data[0].z.dtype == np.float32
     small = figures.confusion_figure(conf.counts[:10, :10], names[:10], names[:10], normalized=False)
     assert small.data[0].text is not None and len(small.data[1].x) == 100

@@ -81,41 +81,65 @@ def sizes_chart(x: np.ndarray, sizes: np.ndarray, title: str, height: int = 320)
     return fig
 
 
-#: Above this many cells the matrix drops per-cell text and markers on empty cells (200 x 200 = 40,000).
+#: Above this many cells the matrix drops per-cell text and markers on most cells (200 x 200 = 40,000).
 CONFUSION_TEXT_CELLS = 900
+#: A large matrix takes clicks on its largest cells only (every mapped cluster's diagonal cell and
+#: the most populated off-diagonal ones): one marker and hover string per non-empty cell made a
+#: 200 x 200 figure 1.6 MB and its page switch 1.3-3.6 s in the browser. Any other cell is one pick
+#: away in the page's row/class selectors; the heatmap itself hovers every cell.
+CONFUSION_CLICK_CELLS = 2000
+
+
+def _unique_labels(labels: list[str]) -> list[str]:
+    """Category axes merge equal labels: number repeated ones so every row and column stays."""
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+    return out
 
 
 def confusion_figure(
     values: np.ndarray, row_labels: list[str], col_labels: list[str], normalized: bool, height: int = 520
 ) -> go.Figure:
-    """Heatmap plus an invisible marker per cell: Plotly selection events fire on markers, so
-    clicking (or box-selecting) a cell reports it; customdata carries (row, col). A large matrix
-    (many clusters) keeps markers on its non-empty cells only, in WebGL, without cell text, and
-    grows in height; Plotly's zoom reads any region of it."""
+    """Heatmap plus an invisible marker per clickable cell: Plotly selection events fire on
+    markers, so clicking (or box-selecting) a cell reports it; customdata carries (row, col).
+
+    A small matrix has cell text and a marker on every cell. A large one (many clusters) is drawn on
+    category axes named by the labels, so the heatmap's own hover names every cell from the axes with
+    no per-cell string; it sends its values as a compact typed array (float32 when normalised), keeps
+    markers (WebGL) on its ``CONFUSION_CLICK_CELLS`` largest cells only, and grows in height;
+    Plotly's zoom reads any region of it."""
     rows, cols = values.shape
     big = rows * cols > CONFUSION_TEXT_CELLS
     fmt = (lambda v: f"{v:.2f}") if normalized else (lambda v: f"{int(v)}")
-    fig = go.Figure(
-        go.Heatmap(
-            z=values,
-            x=list(range(cols)),
-            y=list(range(rows)),
-            text=None if big else [[fmt(v) for v in row] for row in values],
-            texttemplate=None if big else "%{text}",
-            colorscale="Blues",
-            showscale=big,
-            hoverinfo="skip",
-        )
-    )
     if big:
-        rr, cc = np.nonzero(values)
+        x_of, y_of = _unique_labels(col_labels), _unique_labels(row_labels)
+        z = values.astype(np.float32) if normalized else values.astype(np.int32)
+        heat = go.Heatmap(
+            z=z, x=x_of, y=y_of, colorscale="Blues", showscale=True,
+            hovertemplate="%{y} × %{x}: %{z" + (":.2f" if normalized else "") + "}<extra></extra>",
+        )  # fmt: skip
+        flat = values.ravel()
+        nonzero = np.flatnonzero(flat)
+        keep = nonzero[np.argsort(-flat[nonzero], kind="stable")[:CONFUSION_CLICK_CELLS]]
+        rr, cc = np.divmod(np.sort(keep), cols)
+        mx, my = [x_of[c] for c in cc], [y_of[r] for r in rr]
     else:
+        heat = go.Heatmap(
+            z=values, x=list(range(cols)), y=list(range(rows)),
+            text=[[fmt(v) for v in row] for row in values], texttemplate="%{text}",
+            colorscale="Blues", showscale=False, hoverinfo="skip",
+        )  # fmt: skip
         rr, cc = (a.ravel() for a in np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij"))
-    scatter = go.Scattergl if len(rr) > 2000 else go.Scatter
+        mx, my = cc, rr
+    fig = go.Figure(heat)
+    scatter = go.Scattergl if len(rr) > 1000 else go.Scatter
     fig.add_trace(
         scatter(
-            x=cc,
-            y=rr,
+            x=mx,
+            y=my,
             mode="markers",
             marker={"size": max(3, min(28, 560 // max(rows, cols, 1))), "opacity": 0.01, "symbol": "square"},
             customdata=np.stack([rr, cc], axis=1),
@@ -127,18 +151,16 @@ def confusion_figure(
     # No drag mode: Streamlit turns clicks into selections only when the chart is not in
     # box/lasso mode (box selection stays available from the toolbar).
     fig.update_layout(height=max(height, min(1400, 5 * rows)) if big else height, margin=MARGIN, dragmode=False)
-    fig.update_xaxes(
-        tickmode="array", tickvals=list(range(cols)), ticktext=col_labels, title="true class", side="top",
-        showticklabels=cols <= 60,
-    )  # fmt: skip
-    fig.update_yaxes(
-        tickmode="array",
-        tickvals=list(range(rows)),
-        ticktext=row_labels,
-        title="cluster → mapped class",
-        autorange="reversed",
-        showticklabels=rows <= 60,
-    )
+    # Fixed ranges (row 0 on top): autorange would pad the axes for the markers' size, and the
+    # matrix would no longer fill the plot area (category positions are indices, so one rule fits both).
+    fig.update_xaxes(title="true class", side="top", showticklabels=cols <= 60, range=[-0.5, cols - 0.5])
+    fig.update_yaxes(title="cluster → mapped class", showticklabels=rows <= 60, range=[rows - 0.5, -0.5])
+    if big:  # category axes: the labels are the coordinates
+        fig.update_xaxes(type="category")
+        fig.update_yaxes(type="category")
+    else:
+        fig.update_xaxes(tickmode="array", tickvals=list(range(cols)), ticktext=col_labels)
+        fig.update_yaxes(tickmode="array", tickvals=list(range(rows)), ticktext=row_labels)
     return fig
 
 
