@@ -87,6 +87,7 @@ CONFUSION_TEXT_CELLS = 900
 #: the most populated off-diagonal ones): one marker and hover string per non-empty cell made a
 #: 200 x 200 figure 1.6 MB and its page switch 1.3-3.6 s in the browser. Any other cell is one pick
 #: away in the page's row/class selectors; the heatmap itself hovers every cell.
+#: Up to this many the markers are SVG: a WebGL context costs more in the browser than they do.
 CONFUSION_CLICK_CELLS = 2000
 
 
@@ -109,7 +110,7 @@ def confusion_figure(
     A small matrix has cell text and a marker on every cell. A large one (many clusters) is drawn on
     category axes named by the labels, so the heatmap's own hover names every cell from the axes with
     no per-cell string; it sends its values as a compact typed array (float32 when normalised), keeps
-    markers (WebGL) on its ``CONFUSION_CLICK_CELLS`` largest cells only, and grows in height;
+    markers on its ``CONFUSION_CLICK_CELLS`` largest cells only, and grows in height;
     Plotly's zoom reads any region of it."""
     rows, cols = values.shape
     big = rows * cols > CONFUSION_TEXT_CELLS
@@ -135,7 +136,7 @@ def confusion_figure(
         rr, cc = (a.ravel() for a in np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij"))
         mx, my = cc, rr
     fig = go.Figure(heat)
-    scatter = go.Scattergl if len(rr) > 1000 else go.Scatter
+    scatter = go.Scattergl if len(rr) > CONFUSION_CLICK_CELLS else go.Scatter
     fig.add_trace(
         scatter(
             x=mx,
