@@ -230,7 +230,8 @@ def test_uccc_strong_view_adds_sacc_pairs_over_one_graph(strong: bool, digits: D
 @pytest.mark.parametrize("strong", [True, False])
 def test_uccc_neighbor_view_draws_the_last_view_from_a_neighbour(strong: bool, digits: DataSet,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    method, config, views = setup("uccc", digits, strong_view=strong, neighbor_view=True, neighbors=1)
+    method, config, views = setup("uccc", digits, strong_view=strong, neighbor_view=True, neighbors=1,
+                                  neighbor_from=0.0)
     n = len(digits)
     # Samples 2j and 2j + 1 share a direction of z: each is the other's one nearest neighbour.
     g = torch.Generator().manual_seed(0)
@@ -254,10 +255,45 @@ def test_uccc_neighbor_view_draws_the_last_view_from_a_neighbour(strong: bool, d
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.parameters() if p.requires_grad)
 
 
+def test_uccc_neighbor_from_keeps_the_plain_views_until_its_share_of_the_run(
+    digits: DataSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    method, config, views = setup("uccc", digits, neighbor_view=True, neighbors=1, neighbor_from=0.5)
+    n = len(digits)
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(n // 2, 16, generator=g).repeat_interleave(2, dim=0) + 0.01 * torch.randn(n, 16, generator=g)
+
+    def no_embedding() -> None:
+        raise AssertionError("the neighbour table was rebuilt before neighbor_from")
+
+    method.on_epoch_start(EpochContext(epoch=0, embed=no_embedding, device=DEVICE, num_samples=n))
+    sources = []
+    real = views.strong
+    monkeypatch.setattr(views, "strong", lambda x, **kw: sources.append(x) or real(x, **kw))
+    idx = torch.arange(32)
+
+    def step(progress: float) -> torch.Tensor:
+        batch = Batch(inputs=digits.inputs[idx], indices=idx, views=views, dataset_inputs=digits.inputs,
+                      progress=progress)  # fmt: skip
+        method.training_step(batch)
+        return sources[-1]
+
+    assert torch.equal(step(0.49), digits.inputs[idx]) and not bool(method.neighbors_ready)  # plain views
+    method.update_neighbors(z)  # what the first step past 0.5 would build from the model's own z
+    partner = torch.arange(n) ^ 1
+    last = step(0.5)
+    is_partner = (last == digits.inputs[partner[idx]]).flatten(1).all(1)
+    assert is_partner.any()  # from 0.5 on the strong view is of a neighbour (or of the image itself)
+    method.on_epoch_start(_ctx(1, z.numpy()))  # and the epoch's start now rebuilds the table
+    assert torch.equal(method.neighbor_table[:, 0], partner)
+    with pytest.raises(ValueError, match="neighbor_from"):
+        setup("uccc", digits, neighbor_view=True, neighbor_from=1.0)
+
+
 def test_uccc_neighbor_table_is_built_without_the_trainer_and_kept_in_checkpoints(digits: DataSet) -> None:
     plain, _, _ = setup("uccc", digits, neighbor_view=False)
     assert not any("neighbor" in key for key in plain.state_dict())  # old checkpoints keep their keys
-    method, config, views = setup("uccc", digits, neighbor_view=True)
+    method, config, views = setup("uccc", digits, neighbor_view=True, neighbor_from=0.0)
     idx = torch.arange(16)
     method.training_step(Batch(inputs=digits.inputs[idx], indices=idx, views=views, dataset_inputs=digits.inputs))
     assert bool(method.neighbors_ready) and method.neighbor_table.shape == (len(digits), 5)
@@ -265,7 +301,7 @@ def test_uccc_neighbor_table_is_built_without_the_trainer_and_kept_in_checkpoint
     # A checkpoint evaluated on another split builds the method for another N: the table keeps its shape.
     half = DataSet(inputs=digits.inputs[:32], labels=digits.labels[:32], class_names=digits.class_names,
                    name="digits", num_classes=10)  # fmt: skip
-    other, _, _ = setup("uccc", half, neighbor_view=True)
+    other, _, _ = setup("uccc", half, neighbor_view=True, neighbor_from=0.0)
     other.load_state_dict(method.state_dict())
     assert torch.equal(other.neighbor_table, method.neighbor_table) and bool(other.neighbors_ready)
 
