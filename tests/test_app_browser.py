@@ -17,13 +17,14 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Locator, Page
 
 REPO = Path(__file__).resolve().parents[1]
 SHOTS = REPO / "test-artifacts" / "screenshots"
@@ -134,6 +135,24 @@ def many_cluster_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     yield from _serve(runs)
 
 
+@contextmanager
+def _open(url: str) -> Iterator[tuple[Page, Locator]]:
+    """One headless Chromium page at ``url`` and its main area; on leaving, the page must show no
+    exception box."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.goto(url, wait_until="domcontentloaded")
+            yield page, page.locator('[data-testid="stMain"]')
+            errors = page.locator('[data-testid="stException"]')
+            assert errors.count() == 0, errors.first.inner_text()[:500]
+        finally:
+            browser.close()
+
+
 def _plot_area(page: Page) -> dict[str, float]:
     box = page.locator('[data-testid="stPlotlyChart"] .nsewdrag').first.bounding_box()
     assert box is not None, "no Plotly plot area on the page"
@@ -196,54 +215,32 @@ def test_every_page_renders_without_error(studio: str) -> None:
 def test_density_map_lasso_selects_points_in_the_browser(studio: str) -> None:
     """The density view draws an image, not points; a lasso on it must still come back as an
     outline that selects the points inside (Streamlit reports it as ``selection.lasso``)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+    with _open(f"{studio}/embedding") as (page, main):
+        main.get_by_text("Selection", exact=False).first.wait_for(timeout=120_000)
+        main.locator('[data-testid="stRadio"]').filter(has_text="Draw").get_by_text("density", exact=True).click()
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1800})
-            main = page.locator('[data-testid="stMain"]')
-            page.goto(f"{studio}/embedding", wait_until="domcontentloaded")
-            main.get_by_text("Selection", exact=False).first.wait_for(timeout=120_000)
-            main.locator('[data-testid="stRadio"]').filter(has_text="Draw").get_by_text("density", exact=True).click()
-            try:
-                main.locator("g.imagelayer image").first.wait_for(state="attached", timeout=30_000)
-            finally:
-                page.screenshot(path=str(SHOTS / "embedding-density.png"), full_page=True)
-            page.wait_for_timeout(1500)
-            _lasso_centre(page)
-            main.get_by_text("selected · clusters", exact=False).first.wait_for(timeout=30_000)
-            page.screenshot(path=str(SHOTS / "embedding-density.png"), full_page=True)
-            errors = page.locator('[data-testid="stException"]')
-            assert errors.count() == 0, errors.first.inner_text()[:500]
+            main.locator("g.imagelayer image").first.wait_for(state="attached", timeout=30_000)
         finally:
-            browser.close()
+            page.screenshot(path=str(SHOTS / "embedding-density.png"), full_page=True)
+        page.wait_for_timeout(1500)
+        _lasso_centre(page)
+        main.get_by_text("selected · clusters", exact=False).first.wait_for(timeout=30_000)
+        page.screenshot(path=str(SHOTS / "embedding-density.png"), full_page=True)
 
 
 def test_a_large_confusion_matrix_takes_clicks_on_its_cells(many_cluster_studio: str) -> None:
     """At 40 x 40 the matrix is drawn on category axes with markers on its largest cells only; a
     click on a diagonal cell must still come back as that cell and show its images (the row and
     class pickers, shown while no cell is selected, go away)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1800})
-            main = page.locator('[data-testid="stMain"]')
-            page.goto(f"{many_cluster_studio}/confusion", wait_until="domcontentloaded")
-            main.get_by_text("largest cells take clicks", exact=False).first.wait_for(timeout=120_000)
-            pickers = main.get_by_text("Cluster row", exact=True)
-            pickers.first.wait_for(timeout=30_000)
-            page.wait_for_timeout(1500)
-            _click_confusion_cell(page, row=7, col=7, size=40)
-            pickers.first.wait_for(state="detached", timeout=30_000)
-            shown = main.get_by_text("images, most confident first", exact=False).first.inner_text()
-            page.screenshot(path=str(SHOTS / "confusion-40.png"), full_page=True)
-            # "c12 → 7 × 7: 45 images": a diagonal cell (its cluster's mapped class is its column)
-            match = re.match(r"c\d+ → (.+) × (.+): (\d+) images", shown)
-            assert match and match[1] == match[2] == "7" and int(match[3]) > 0, shown  # row 7 of 40
-            errors = page.locator('[data-testid="stException"]')
-            assert errors.count() == 0, errors.first.inner_text()[:500]
-        finally:
-            browser.close()
+    with _open(f"{many_cluster_studio}/confusion") as (page, main):
+        main.get_by_text("largest cells take clicks", exact=False).first.wait_for(timeout=120_000)
+        pickers = main.get_by_text("Cluster row", exact=True)
+        pickers.first.wait_for(timeout=30_000)
+        page.wait_for_timeout(1500)
+        _click_confusion_cell(page, row=7, col=7, size=40)
+        pickers.first.wait_for(state="detached", timeout=30_000)
+        shown = main.get_by_text("images, most confident first", exact=False).first.inner_text()
+        page.screenshot(path=str(SHOTS / "confusion-40.png"), full_page=True)
+        # "c12 → 7 × 7: 45 images": a diagonal cell (its cluster's mapped class is its column)
+        match = re.match(r"c\d+ → (.+) × (.+): (\d+) images", shown)
+        assert match and match[1] == match[2] == "7" and int(match[3]) > 0, shown  # row 7 of 40
