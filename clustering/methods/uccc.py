@@ -189,8 +189,6 @@ class UCCC(ClusterMethod):
             model.cluster_head[-1].register_parameter("bias", None)
             model.cluster_head.append(nn.BatchNorm1d(model.num_clusters, affine=params.logit_norm_affine))
         self.reseeder = maybe_reseeder(params.reseed_empty, model.cluster_head, num_samples)
-        # Whether the last step took neighbours (so the next epoch's start rebuilds their table).
-        self.neighbors_active = params.neighbor_view and params.neighbor_from == 0.0
         if params.neighbor_view:
             if num_samples <= params.neighbors:
                 raise ValueError(f"neighbor_view needs more samples ({num_samples}) than neighbors "
@@ -206,7 +204,10 @@ class UCCC(ClusterMethod):
         self.neighbors_ready.fill_(True)
 
     def on_epoch_start(self, context: EpochContext) -> None:
-        if self.params.neighbor_view and self.neighbors_active:
+        # From ``neighbor_from`` on (the first such step builds the table, marking it ready; a
+        # checkpoint keeps the mark, so a resumed run rebuilds at the same epochs).
+        p = self.params
+        if p.neighbor_view and (p.neighbor_from == 0.0 or bool(self.neighbors_ready)):
             self.update_neighbors(torch.from_numpy(np.asarray(context.embed()["z"])))
 
     def _neighbor_inputs(self, batch: Batch) -> torch.Tensor:
@@ -228,8 +229,8 @@ class UCCC(ClusterMethod):
         if isinstance(head_norm, FreezingLogitNorm) and batch.progress >= (p.logit_norm_until or 1.0):
             head_norm.freeze()
         x = batch.inputs
-        self.neighbors_active = p.neighbor_view and batch.progress >= p.neighbor_from
-        last = self._neighbor_inputs(batch) if self.neighbors_active else x  # the source of the last view
+        neighbors = p.neighbor_view and batch.progress >= p.neighbor_from
+        last = self._neighbor_inputs(batch) if neighbors else x  # the source of the last view
         inputs = [batch.views.weak(x), batch.views.weak(x if p.strong_view else last)]
         if p.strong_view:
             inputs.append(batch.views.strong(last, n=p.ra_n, m=p.ra_m))
