@@ -81,8 +81,8 @@ class UCCCParams:
         is learnt too. Not in the paper (SCAN's and GCC's neighbour positives). On by default, from
         ``neighbor_from`` = 0.3 of the run: in 5-minute CPU runs it was ahead or level on every set
         of the development suite, over three seeds (40 two-digit classes 0.848 against 0.773, 40
-        subjects 0.995 against 0.981, 20 objects in 72 poses 0.690 against 0.642, MNIST-test 0.969 /
-        0.970 on two seeds against 0.963 / 0.964 / 0.964; README, "UCCC's neighbour view").
+        subjects 0.995 against 0.981, 20 objects in 72 poses 0.690 against 0.642, MNIST-test 0.967
+        against 0.964; README, "UCCC's neighbour view").
         ``neighbor_view=false`` is the paper's views.
     neighbors: k of that nearest-neighbour table.
     neighbor_from: with ``neighbor_view``, take the last view from a neighbour only from this share
