@@ -87,7 +87,8 @@ CONFUSION_TEXT_CELLS = 900
 #: the most populated off-diagonal ones): one marker and hover string per non-empty cell made a
 #: 200 x 200 figure 1.6 MB and its page switch 1.3-3.6 s in the browser. Any other cell is one pick
 #: away in the page's row/class selectors; the heatmap itself hovers every cell.
-#: Up to this many the markers are SVG: a WebGL context costs more in the browser than they do.
+#: The markers are SVG (at most this many, or 900 on a small matrix): a WebGL context costs more in
+#: the browser than they do.
 CONFUSION_CLICK_CELLS = 2000
 
 
@@ -136,9 +137,8 @@ def confusion_figure(
         rr, cc = (a.ravel() for a in np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij"))
         mx, my = cc, rr
     fig = go.Figure(heat)
-    scatter = go.Scattergl if len(rr) > CONFUSION_CLICK_CELLS else go.Scatter
     fig.add_trace(
-        scatter(
+        go.Scatter(
             x=mx,
             y=my,
             mode="markers",

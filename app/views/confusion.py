@@ -40,13 +40,12 @@ values = conf.normalized() if normalized else conf.counts
 
 left, right = st.columns([3, 2])
 with left:
-    if values.size > figures.CONFUSION_TEXT_CELLS:
-        st.caption(
-            f"Click a cell (or box-select cells) to see the images behind it. At this size the "
-            f"{figures.CONFUSION_CLICK_CELLS:,} largest cells take clicks; pick any other cell below."
-        )
-    else:
-        st.caption("Click a cell (or box-select cells) to see the images behind it.")
+    large = values.size > figures.CONFUSION_TEXT_CELLS
+    st.caption(
+        "Click a cell (or box-select cells) to see the images behind it."
+        + (f" At this size the {figures.CONFUSION_CLICK_CELLS:,} largest cells take clicks; pick any other cell below."
+           if large else "")
+    )  # fmt: skip
     event = st.plotly_chart(
         figures.confusion_figure(values, row_labels, col_labels, normalized),
         key="cm_chart",
