@@ -255,6 +255,31 @@ def test_uccc_neighbor_view_draws_the_last_view_from_a_neighbour(strong: bool, d
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.parameters() if p.requires_grad)
 
 
+def test_uccc_neighbor_weak_takes_both_later_views_from_one_neighbour(
+    digits: DataSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    method, config, views = setup("uccc", digits, neighbor_weak=True, neighbors=1, neighbor_from=0.0)
+    n = len(digits)
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(n // 2, 16, generator=g).repeat_interleave(2, dim=0) + 0.01 * torch.randn(n, 16, generator=g)
+    method.on_epoch_start(_ctx(0, z.numpy()))
+    partner = torch.arange(n) ^ 1
+    weak_sources, strong_sources = [], []
+    real_weak, real_strong = views.weak, views.strong
+    monkeypatch.setattr(views, "weak", lambda x, **kw: weak_sources.append(x) or real_weak(x, **kw))
+    monkeypatch.setattr(views, "strong", lambda x, **kw: strong_sources.append(x) or real_strong(x, **kw))
+    idx = torch.arange(32)
+    out = method.training_step(Batch(inputs=digits.inputs[idx], indices=idx, views=views, dataset_inputs=digits.inputs))
+    first, second = weak_sources[:2]  # (the strong view applies a weak one first)
+    assert torch.equal(first, digits.inputs[idx])  # w1: the image itself
+    assert torch.equal(second, strong_sources[0])  # w2 and s: one and the same draw
+    is_partner = (second == digits.inputs[partner[idx]]).flatten(1).all(1)
+    is_self = (second == digits.inputs[idx]).flatten(1).all(1)
+    assert (is_self | is_partner).all() and is_partner.any()
+    out.loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.parameters() if p.requires_grad)
+
+
 def test_uccc_neighbor_from_keeps_the_plain_views_until_its_share_of_the_run(
     digits: DataSet, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -89,6 +89,12 @@ class UCCCParams:
         of the run's progress on (before it, the plain views; the table is built when it starts):
         an early embedding's "neighbours" are often of another class. From the start (0.0) it was
         level with the plain views over three seeds, ahead on one and behind on the next.
+    neighbor_weak: with ``neighbor_view`` and ``strong_view``, the second weak view comes from the
+        same neighbour as the strong one (GCC's pairing: an image's weak view against its
+        neighbour's), so ins(w1, w2) pulls neighbours together on weak views and ins(w2, s) is an
+        instance pair of the neighbour. Off by default: with ``neighbor_from`` = 0 it gained 0.03
+        on the 20-object turntable over three seeds but lost 0.11 on 40 two-digit classes of 10
+        images over two (README, "Where UCCC stops on the turntable").
     """
 
     variant: Literal["cosine", "paper"] = "cosine"
@@ -114,6 +120,7 @@ class UCCCParams:
     neighbor_view: bool = True
     neighbors: int = 5
     neighbor_from: float = 0.3
+    neighbor_weak: bool = False
     #: What runs saved before a parameter existed were trained with (``load_run_config``).
     VALUE_BEFORE_ADDED: ClassVar[dict[str, Any]] = {"strong_view": False, "reseed_empty": False,
                                                     "neighbor_view": False, "neighbor_from": 0.0}
@@ -231,7 +238,8 @@ class UCCC(ClusterMethod):
         x = batch.inputs
         neighbors = p.neighbor_view and batch.progress >= p.neighbor_from
         last = self._neighbor_inputs(batch) if neighbors else x  # the source of the last view
-        inputs = [batch.views.weak(x), batch.views.weak(x if p.strong_view else last)]
+        second = x if p.strong_view and not p.neighbor_weak else last  # and of the second weak one
+        inputs = [batch.views.weak(x), batch.views.weak(second)]
         if p.strong_view:
             inputs.append(batch.views.strong(last, n=p.ra_n, m=p.ra_m))
         out = self.model(torch.cat(inputs))
