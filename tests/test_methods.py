@@ -227,15 +227,20 @@ def test_uccc_strong_view_adds_sacc_pairs_over_one_graph(strong: bool, digits: D
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.parameters() if p.requires_grad)
 
 
+def paired_z(n: int) -> torch.Tensor:
+    """(n, 16) embeddings in which samples 2j and 2j + 1 share a direction: each is the other's
+    one nearest neighbour (``partner = arange(n) ^ 1``)."""
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n // 2, 16, generator=g).repeat_interleave(2, dim=0) + 0.01 * torch.randn(n, 16, generator=g)
+
+
 @pytest.mark.parametrize("strong", [True, False])
 def test_uccc_neighbor_view_draws_the_last_view_from_a_neighbour(strong: bool, digits: DataSet,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     method, config, views = setup("uccc", digits, strong_view=strong, neighbor_view=True, neighbors=1,
                                   neighbor_from=0.0)
     n = len(digits)
-    # Samples 2j and 2j + 1 share a direction of z: each is the other's one nearest neighbour.
-    g = torch.Generator().manual_seed(0)
-    z = torch.randn(n // 2, 16, generator=g).repeat_interleave(2, dim=0) + 0.01 * torch.randn(n, 16, generator=g)
+    z = paired_z(n)
     method.on_epoch_start(_ctx(0, z.numpy()))
     partner = torch.arange(n) ^ 1
     assert torch.equal(method.neighbor_table[:, 0], partner)
@@ -260,8 +265,7 @@ def test_uccc_neighbor_weak_takes_both_later_views_from_one_neighbour(
 ) -> None:
     method, config, views = setup("uccc", digits, neighbor_weak=True, neighbors=1, neighbor_from=0.0)
     n = len(digits)
-    g = torch.Generator().manual_seed(0)
-    z = torch.randn(n // 2, 16, generator=g).repeat_interleave(2, dim=0) + 0.01 * torch.randn(n, 16, generator=g)
+    z = paired_z(n)
     method.on_epoch_start(_ctx(0, z.numpy()))
     partner = torch.arange(n) ^ 1
     weak_sources, strong_sources = [], []
@@ -285,8 +289,7 @@ def test_uccc_neighbor_from_keeps_the_plain_views_until_its_share_of_the_run(
 ) -> None:
     method, config, views = setup("uccc", digits, neighbor_view=True, neighbors=1, neighbor_from=0.5)
     n = len(digits)
-    g = torch.Generator().manual_seed(0)
-    z = torch.randn(n // 2, 16, generator=g).repeat_interleave(2, dim=0) + 0.01 * torch.randn(n, 16, generator=g)
+    z = paired_z(n)
 
     def no_embedding() -> None:
         raise AssertionError("the neighbour table was rebuilt before neighbor_from")
