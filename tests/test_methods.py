@@ -234,6 +234,13 @@ def paired_z(n: int) -> torch.Tensor:
     return torch.randn(n // 2, 16, generator=g).repeat_interleave(2, dim=0) + 0.01 * torch.randn(n, 16, generator=g)
 
 
+def self_or_partner(views: torch.Tensor, images: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which of ``views`` (a view source per batch image ``idx``) are the image itself, and which its
+    :func:`paired_z` partner."""
+    partner = idx ^ 1
+    return (views == images[idx]).flatten(1).all(1), (views == images[partner]).flatten(1).all(1)
+
+
 @pytest.mark.parametrize("strong", [True, False])
 def test_uccc_neighbor_view_draws_the_last_view_from_a_neighbour(strong: bool, digits: DataSet,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
@@ -253,8 +260,7 @@ def test_uccc_neighbor_view_draws_the_last_view_from_a_neighbour(strong: bool, d
     last = sources[-1]  # the strong view's source, or the second weak view's
     if not strong:
         assert torch.equal(sources[0], digits.inputs[idx])  # the first weak view is of the image itself
-    is_self = (last == digits.inputs[idx]).flatten(1).all(1)
-    is_partner = (last == digits.inputs[partner[idx]]).flatten(1).all(1)
+    is_self, is_partner = self_or_partner(last, digits.inputs, idx)
     assert (is_self | is_partner).all() and is_partner.any() and is_self.any()  # a neighbour, or itself
     out.loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.parameters() if p.requires_grad)
@@ -267,7 +273,6 @@ def test_uccc_neighbor_weak_takes_both_later_views_from_one_neighbour(
     n = len(digits)
     z = paired_z(n)
     method.on_epoch_start(_ctx(0, z.numpy()))
-    partner = torch.arange(n) ^ 1
     weak_sources, strong_sources = [], []
     real_weak, real_strong = views.weak, views.strong
     monkeypatch.setattr(views, "weak", lambda x, **kw: weak_sources.append(x) or real_weak(x, **kw))
@@ -277,8 +282,7 @@ def test_uccc_neighbor_weak_takes_both_later_views_from_one_neighbour(
     first, second = weak_sources[:2]  # (the strong view applies a weak one first)
     assert torch.equal(first, digits.inputs[idx])  # w1: the image itself
     assert torch.equal(second, strong_sources[0])  # w2 and s: one and the same draw
-    is_partner = (second == digits.inputs[partner[idx]]).flatten(1).all(1)
-    is_self = (second == digits.inputs[idx]).flatten(1).all(1)
+    is_self, is_partner = self_or_partner(second, digits.inputs, idx)
     assert (is_self | is_partner).all() and is_partner.any()
     out.loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.parameters() if p.requires_grad)
@@ -310,7 +314,7 @@ def test_uccc_neighbor_from_keeps_the_plain_views_until_its_share_of_the_run(
     method.update_neighbors(z)  # what the first step past 0.5 would build from the model's own z
     partner = torch.arange(n) ^ 1
     last = step(0.5)
-    is_partner = (last == digits.inputs[partner[idx]]).flatten(1).all(1)
+    _, is_partner = self_or_partner(last, digits.inputs, idx)
     assert is_partner.any()  # from 0.5 on the strong view is of a neighbour (or of the image itself)
     method.on_epoch_start(_ctx(1, z.numpy()))  # and the epoch's start now rebuilds the table
     assert torch.equal(method.neighbor_table[:, 0], partner)
