@@ -20,6 +20,7 @@ from clustering.methods import sacc as sacc_module
 from clustering.methods import uccc as uccc_module
 from clustering.methods.gcc import batch_weights, symmetric_degree
 from clustering.methods.lnscc_graph import adjacency, draw_edges, draw_non_edges, knn, local_weights, pair_sets
+from clustering.methods.registry import StepOutput
 from clustering.neighbors import knn_indices
 from clustering.setup import build_method, resolve_config
 from clustering.views import ViewMaker
@@ -320,6 +321,51 @@ def test_uccc_neighbor_from_keeps_the_plain_views_until_its_share_of_the_run(
     assert torch.equal(method.neighbor_table[:, 0], partner)
     with pytest.raises(ValueError, match="neighbor_from"):
         setup("uccc", digits, neighbor_view=True, neighbor_from=1.0)
+
+
+def test_uccc_instance_positives_neighbors_counts_table_neighbours_as_positives(
+    digits: DataSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    method, config, views = setup("uccc", digits, neighbors=1, neighbor_from=0.5, instance_positives="neighbors")
+    n = len(digits)
+    z = paired_z(n)
+    masks, plain = [], []
+    real_multi, real_plain = uccc_module.multi_positive_nt_xent, uccc_module.nt_xent
+    monkeypatch.setattr(uccc_module, "multi_positive_nt_xent", lambda rows, pos, t: masks.append(pos)
+                        or real_multi(rows, pos, t))  # fmt: skip
+    monkeypatch.setattr(uccc_module, "nt_xent", lambda a, b, t: plain.append(a.shape[0]) or real_plain(a, b, t))
+    strong_sources = []
+    real_strong = views.strong
+    monkeypatch.setattr(views, "strong", lambda x, **kw: strong_sources.append(x) or real_strong(x, **kw))
+    idx = torch.arange(32)
+
+    def step(progress: float) -> StepOutput:
+        batch = Batch(inputs=digits.inputs[idx], indices=idx, views=views, dataset_inputs=digits.inputs,
+                      progress=progress)  # fmt: skip
+        return method.training_step(batch)
+
+    step(0.2)  # before neighbor_from: the paper's NT-Xent on both view pairs
+    assert plain == [32, 32] and masks == []
+    method.update_neighbors(z)  # each image's one neighbour is its partner idx ^ 1
+    out = step(0.6)
+    assert plain == [32, 32] and len(masks) == 2  # both instance terms now multi-positive
+    own = torch.cat([idx, idx])
+    same_or_partner = (own[:, None] == own[None, :]) | ((own[:, None] ^ 1) == own[None, :])
+    assert torch.equal(masks[0], same_or_partner)  # ins(w1, w2): an image's views and its partner's
+    is_self, is_partner = self_or_partner(strong_sources[-1], digits.inputs, idx)
+    last_src = torch.where(is_partner & ~is_self, idx ^ 1, idx)
+    pair = torch.cat([idx, last_src])
+    expected = (pair[:, None] == pair[None, :]) | ((pair[:, None] ^ 1) == pair[None, :])
+    assert torch.equal(masks[1], expected)  # ins(w2, s): s's source is the image or its partner
+    rows = torch.arange(32)
+    assert masks[1][rows, rows + 32].all()  # the pair (w2_i, s_i) is always a positive
+    assert int(masks[0].sum(1).min()) == 4  # own two views and the partner's two, diagonal included
+    out.loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="needs neighbor_view"):
+        setup("uccc", digits, neighbor_view=False, instance_positives="neighbors")
+    with pytest.raises(ConfigError, match="must be one of views, neighbors"):
+        setup("uccc", digits, instance_positives="graph")
 
 
 def test_uccc_neighbor_table_is_built_without_the_trainer_and_kept_in_checkpoints(digits: DataSet) -> None:

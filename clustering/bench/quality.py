@@ -58,7 +58,9 @@ ABLATION_GROUPS: dict[str, list[tuple[str, dict[str, Any]]]] = {
                       ("neighbour view from the start", {"neighbor_view": True, "neighbor_from": 0.0}),
                       ("neighbour view from 0.3 (default)", {"neighbor_view": True, "neighbor_from": 0.3}),
                       ("neighbour pairs on weak views from the start",
-                       {"neighbor_view": True, "neighbor_from": 0.0, "neighbor_weak": True})],
+                       {"neighbor_view": True, "neighbor_from": 0.0, "neighbor_weak": True}),
+                      ("neighbours as instance positives from 0.3",
+                       {"neighbor_view": True, "neighbor_from": 0.3, "instance_positives": "neighbors"})],
     # Clusters that stay empty (README, "UCCC at 10 to 200 clusters").
     "reseed": [("no reseeding", {"reseed_empty": False}), ("reseed empty", {"reseed_empty": True}),
                ("reseed empty from 0.5", {"reseed_empty": True, "reseed_from": 0.5}),

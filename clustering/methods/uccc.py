@@ -13,7 +13,7 @@ from torch import nn
 from clustering.errors import ConfigError
 from clustering.evaluation import embed_all
 from clustering.graph import community_assignments, positive_threshold, rank_graphs
-from clustering.losses import nt_xent, uccc_cluster_loss
+from clustering.losses import multi_positive_nt_xent, neighbor_positives, nt_xent, uccc_cluster_loss
 from clustering.methods.common import fetch, paper_adam_defaults, require_images
 from clustering.methods.registry import Batch, ClusterMethod, EpochContext, StepOutput, register_method
 from clustering.models import ClusterModel
@@ -95,6 +95,12 @@ class UCCCParams:
         instance pair of the neighbour. Off by default: with ``neighbor_from`` = 0 it gained 0.03
         on the 20-object turntable over three seeds but lost 0.11 on 40 two-digit classes of 10
         images over two (README, "Where UCCC stops on the turntable").
+    instance_positives: ``views`` (the paper): NT-Xent, an anchor's one positive is its partner
+        view. ``neighbors``: while the neighbour view is on (from ``neighbor_from``), both instance
+        terms are multi-positive NT-Xent (SupCon's form, :mod:`clustering.losses.multi_positive`):
+        every view in the batch whose source image is the anchor's own or one of its table
+        neighbours (or has the anchor's among its own) is a positive, as GCC's graph positives
+        are. Needs ``neighbor_view``.
     """
 
     variant: Literal["cosine", "paper"] = "cosine"
@@ -121,6 +127,7 @@ class UCCCParams:
     neighbors: int = 5
     neighbor_from: float = 0.3
     neighbor_weak: bool = False
+    instance_positives: Literal["views", "neighbors"] = "views"
     #: What runs saved before a parameter existed were trained with (``load_run_config``).
     VALUE_BEFORE_ADDED: ClassVar[dict[str, Any]] = {"strong_view": False, "reseed_empty": False,
                                                     "neighbor_view": False, "neighbor_from": 0.0}
@@ -146,6 +153,8 @@ class UCCCParams:
             raise ValueError(f"logit_norm_until must be in (0, 1], got {self.logit_norm_until}")
         if self.neighbors < 1:
             raise ValueError(f"neighbors must be >= 1, got {self.neighbors}")
+        if self.instance_positives == "neighbors" and not self.neighbor_view:
+            raise ValueError("instance_positives=neighbors needs neighbor_view=true (its table gives the positives)")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
@@ -217,15 +226,26 @@ class UCCC(ClusterMethod):
         if p.neighbor_view and (p.neighbor_from == 0.0 or bool(self.neighbors_ready)):
             self.update_neighbors(torch.from_numpy(np.asarray(context.embed()["z"])))
 
-    def _neighbor_inputs(self, batch: Batch) -> torch.Tensor:
-        """Raw inputs of one random neighbour (or the image itself) of every batch image."""
+    def _neighbor_inputs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Data-set indices and raw inputs of one random neighbour (or the image itself) of every
+        batch image."""
         if batch.dataset_inputs is None:
             raise ConfigError("UCCC's neighbor_view needs Batch.dataset_inputs (the trainer fills it)")
         if not bool(self.neighbors_ready):  # the trainer builds it in on_epoch_start; other callers get it here
             z = embed_all(self.model, batch.dataset_inputs, batch.inputs.device)["z"]
             self.update_neighbors(torch.from_numpy(z))
         picked = draw_neighbors(self.neighbor_table, batch.indices, batch.generator)
-        return fetch(batch.dataset_inputs, picked, batch.inputs, self.name)
+        return picked, fetch(batch.dataset_inputs, picked, batch.inputs, self.name)
+
+    def _instance_loss(self, z: list[torch.Tensor], sources: list[torch.Tensor] | None, a: int, b: int
+                       ) -> torch.Tensor:  # fmt: skip
+        """ins(view a, view b): NT-Xent, or with ``sources`` (each view's source images over the
+        global batch) the multi-positive loss over the neighbour table's links."""
+        tau = self.params.instance_temperature
+        if sources is None:
+            return nt_xent(z[a], z[b], tau)
+        positives = neighbor_positives(torch.cat([sources[a], sources[b]]), self.neighbor_table)
+        return multi_positive_nt_xent(torch.cat([z[a], z[b]]), positives, tau)
 
     def training_step(self, batch: Batch) -> StepOutput:
         p = self.params
@@ -237,8 +257,9 @@ class UCCC(ClusterMethod):
             head_norm.freeze()
         x = batch.inputs
         neighbors = p.neighbor_view and batch.progress >= p.neighbor_from
-        last = self._neighbor_inputs(batch) if neighbors else x  # the source of the last view
-        second = x if p.strong_view and not p.neighbor_weak else last  # and of the second weak one
+        last_ids, last = self._neighbor_inputs(batch) if neighbors else (batch.indices, x)  # the last view's source
+        second_weak_own = p.strong_view and not p.neighbor_weak
+        second = x if second_weak_own else last  # and the second weak one's
         inputs = [batch.views.weak(x), batch.views.weak(second)]
         if p.strong_view:
             inputs.append(batch.views.strong(last, n=p.ra_n, m=p.ra_m))
@@ -249,9 +270,13 @@ class UCCC(ClusterMethod):
         probs = batch.gather_views(out.probs, len(inputs))
         if reseeding:
             self.reseeder.observe(probs[0].detach(), batch.first_view_rows(out.h), self.model.cluster_head)
-        loss_ins = nt_xent(z[0], z[1], p.instance_temperature)
+        sources = None  # each view's source images, for the neighbour positives
+        if neighbors and p.instance_positives == "neighbors":
+            own, last_src = batch.gather(batch.indices), batch.gather(last_ids.to(batch.indices.device))
+            sources = [own, own if second_weak_own else last_src] + ([last_src] if p.strong_view else [])
+        loss_ins = self._instance_loss(z, sources, 0, 1)
         if p.strong_view:
-            loss_ins = loss_ins + nt_xent(z[1], z[2], p.instance_temperature)
+            loss_ins = loss_ins + self._instance_loss(z, sources, 1, 2)
         z_all, probs_all = torch.cat(z), torch.cat(probs)
         graphs = None
         if p.graph == "rank":
