@@ -38,6 +38,12 @@ MIN_STEPS_PER_EPOCH = 4
 #: views) per cluster on average.
 CPU_BATCH = 256
 MIN_IMAGES_PER_CLUSTER = 8
+#: UCCC adds CC's cluster loss (``cc_weight`` 1) where the clusters hold this many images on average:
+#: there it frees the minority styles Eq. 6 leaves in a neighbouring cluster (digits, 180 images a
+#: cluster: 0.990-0.994 against 0.960-0.962), and it lost where they hold 10-72 (40 two-digit
+#: classes of 10, 40 subjects of 10, 20 objects of 72: -0.04 to -0.17; README, "The absorbed
+#: minority styles").
+CC_LOSS_MIN_IMAGES_PER_CLUSTER = 100
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,16 @@ def choose_batch_size(profile: DataProfile, method_batch: int, device_type: str 
     cap -= cap % world_size
     return Choice(cap, f"the method's {method_batch} capped at N / {MIN_STEPS_PER_EPOCH} = {cap} so an epoch of "
                        f"{profile.num_samples} samples has {MIN_STEPS_PER_EPOCH} steps")  # fmt: skip
+
+
+def choose_cc_weight(profile: DataProfile) -> Choice:
+    """UCCC's ``cc_weight``: CC's cluster loss beside Eq. 6 only where clusters have many images."""
+    per_cluster = profile.num_samples / profile.num_classes
+    if per_cluster >= CC_LOSS_MIN_IMAGES_PER_CLUSTER:
+        return Choice(1.0, f"{per_cluster:.0f} images per cluster (>= {CC_LOSS_MIN_IMAGES_PER_CLUSTER}): CC's cluster "
+                           "loss beside Eq. 6 keeps minority styles with their class")  # fmt: skip
+    return Choice(0.0, f"{per_cluster:.0f} images per cluster (< {CC_LOSS_MIN_IMAGES_PER_CLUSTER}): Eq. 6 alone "
+                       "(CC's cluster loss and its balance term cost accuracy there)")  # fmt: skip
 
 
 def describe(choices: dict[str, Choice]) -> dict[str, dict[str, Any]]:

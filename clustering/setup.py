@@ -75,6 +75,10 @@ def resolve_config(config: TrainConfig, data: DataSet, device_type: str | None =
         if getattr(cfg, name) is None:
             setattr(cfg, name, choice.value)
             applied[name] = choice
+    for name, rule in method_cls.param_rules.items():  # method parameters chosen from the data
+        if cfg.method_params.get(name) is None:
+            applied[name] = rule(profile)
+            cfg.method_params = {**cfg.method_params, name: applied[name].value}
     cfg.data_defaults = describe(applied)
     cfg.instance_dim = cfg.instance_dim or defaults.instance_dim
     cfg.optimizer = cfg.optimizer or defaults.optimizer

@@ -11,7 +11,13 @@ from PIL import Image
 
 from clustering.config import TrainConfig
 from clustering.data import load_dataset
-from clustering.data_defaults import MIN_STEPS_PER_EPOCH, DataProfile, choose_image_size
+from clustering.data_defaults import (
+    CC_LOSS_MIN_IMAGES_PER_CLUSTER,
+    MIN_STEPS_PER_EPOCH,
+    DataProfile,
+    choose_cc_weight,
+    choose_image_size,
+)
 from clustering.setup import resolve_config
 
 
@@ -34,6 +40,7 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "gray16": make_folder(base / "gray16", 10, 10, 16, colour=False),
         "colour96": make_folder(base / "colour96", 10, 10, 96, colour=True),
         "faces": make_folder(base / "faces", 40, 10, 32, colour=False),  # 400 images x 40 classes
+        "many": make_folder(base / "many", 2, 100, 8, colour=False),  # 100 images per class
     }
 
 
@@ -46,7 +53,7 @@ def test_grayscale_16px_keeps_its_size_and_gets_no_flips_or_colour(folders: dict
     cfg = resolved(folders["gray16"])
     assert (cfg.image_size, cfg.augment, cfg.backbone) == (16, "digits", "cnn")
     assert cfg.batch_size == 100 // MIN_STEPS_PER_EPOCH  # UCCC's 256 * C / 10 = 256 exceeds N / 4 = 25
-    assert set(cfg.data_defaults) == {"image_size", "augment", "backbone", "batch_size"}
+    assert set(cfg.data_defaults) == {"image_size", "augment", "backbone", "batch_size", "cc_weight"}
     assert "grayscale" in cfg.data_defaults["augment"]["reason"]
 
 
@@ -74,6 +81,28 @@ def test_every_choice_yields_to_a_flag(folders: dict[str, Path], field: str, val
     cfg = resolved(folders["faces"], **{field: value})
     assert getattr(cfg, field) == value
     assert field not in cfg.data_defaults  # only what was chosen for the user is reported as chosen
+
+
+def test_uccc_adds_ccs_cluster_loss_only_where_clusters_hold_many_images(folders: dict[str, Path]) -> None:
+    few = resolved(folders["faces"])  # 10 images per cluster
+    assert few.method_params["cc_weight"] == 0.0
+    assert "10 images per cluster" in few.data_defaults["cc_weight"]["reason"]
+    many = resolved(folders["many"])  # 100 images per cluster
+    assert many.method_params["cc_weight"] == 1.0
+    assert "100 images per cluster" in many.data_defaults["cc_weight"]["reason"]
+    kept = resolved(folders["many"], method_params={"cc_weight": 0.0})  # a flag wins, and is no data default
+    assert kept.method_params["cc_weight"] == 0.0 and "cc_weight" not in kept.data_defaults
+    assert "cc_weight" not in resolved(folders["many"], method="sacc").data_defaults  # a UCCC parameter only
+
+
+def test_cc_weight_rule_over_images_per_cluster() -> None:
+    def weight(n: int, c: int) -> float:
+        return choose_cc_weight(DataProfile("image", 1, 28, n, c)).value
+
+    at = CC_LOSS_MIN_IMAGES_PER_CLUSTER
+    assert weight(10 * at, 10) == 1.0 and weight(10 * at - 1, 10) == 0.0  # the boundary, inclusive
+    assert (weight(1797, 10), weight(10_000, 10), weight(3594, 20)) == (1.0, 1.0, 1.0)  # digits, MNIST, rotated
+    assert (weight(1440, 20), weight(400, 40), weight(4000, 200)) == (0.0, 0.0, 0.0)  # turntable, faces, 200
 
 
 def test_image_size_rule_over_native_sizes() -> None:

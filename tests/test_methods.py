@@ -15,6 +15,7 @@ from clustering.config import TrainConfig
 from clustering.data import DataSet, load_dataset
 from clustering.errors import ConfigError, UserError
 from clustering.evaluation import embed
+from clustering.losses import cc_cluster_loss
 from clustering.methods import Batch, EpochContext, get_method, method_names
 from clustering.methods import sacc as sacc_module
 from clustering.methods import uccc as uccc_module
@@ -382,6 +383,30 @@ def test_uccc_neighbor_table_is_built_without_the_trainer_and_kept_in_checkpoint
     other, _, _ = setup("uccc", half, neighbor_view=True, neighbor_from=0.0)
     other.load_state_dict(method.state_dict())
     assert torch.equal(other.neighbor_table, method.neighbor_table) and bool(other.neighbors_ready)
+
+
+@pytest.mark.parametrize("strong", [True, False])
+def test_uccc_cc_weight_adds_ccs_cluster_loss_on_each_view_pair(strong: bool, digits: DataSet,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    method, config, views = setup("uccc", digits, cc_weight=0.5, strong_view=strong, neighbor_view=False)
+    outputs = []
+    forward = method.model.forward
+    monkeypatch.setattr(method.model, "forward", lambda x: outputs.append(forward(x)) or outputs[-1])
+    out = one_step(method, config, views, digits)
+    probs = outputs[-1].probs.chunk(3 if strong else 2)  # [w1; w2 (; s)]
+    pairs = [(0, 1), (0, 2), (1, 2)] if strong else [(0, 1)]
+    # CC's own loss (its naive-reference tests are in test_losses_cc_sacc_gcc_lnscc.py), balance term included
+    expected = sum(cc_cluster_loss(probs[a], probs[b], 1.0, entropy=True) for a, b in pairs)
+    parts = {k: float(v.detach()) for k, v in out.parts.items()}
+    assert parts["loss_cc"] == pytest.approx(float(expected.detach()), rel=1e-5)
+    total = parts["loss_ins"] + parts["loss_clu"] + 0.5 * parts["loss_cc"]
+    assert float(out.loss.detach()) == pytest.approx(total, rel=1e-5)
+    out.loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.parameters() if p.requires_grad)
+    plain, config, views = setup("uccc", digits, neighbor_view=False)  # the default: Eq. 6 alone
+    assert "loss_cc" not in one_step(plain, config, views, digits).parts
+    with pytest.raises(ValueError, match="cc_weight"):
+        setup("uccc", digits, cc_weight=-1.0)
 
 
 def test_sacc_sigma_weights_the_cluster_losses(digits: DataSet) -> None:

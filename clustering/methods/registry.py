@@ -131,6 +131,10 @@ class ClusterMethod(nn.Module):
     #: evaluated on another split builds the method for another N; loading takes the checkpoint's
     #: shapes for these (they are not used to evaluate), and nothing else is resized.
     sample_buffers: ClassVar[tuple[str, ...]] = ()
+    #: Parameters whose default comes from the data's shape: name -> rule taking a
+    #: ``clustering.data_defaults.DataProfile`` and giving a ``Choice``, applied by ``resolve_config``
+    #: where the user left the parameter unset (None), kept with its reason in ``data_defaults``.
+    param_rules: ClassVar[dict[str, Callable[[Any], Any]]] = {}
     model: ClusterModel
 
     def training_step(self, batch: Batch) -> StepOutput:

@@ -10,10 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clustering.data_defaults import choose_cc_weight
 from clustering.errors import ConfigError
 from clustering.evaluation import embed_all
 from clustering.graph import community_assignments, positive_threshold, rank_graphs
-from clustering.losses import multi_positive_nt_xent, neighbor_positives, nt_xent, uccc_cluster_loss
+from clustering.losses import cc_cluster_loss, multi_positive_nt_xent, neighbor_positives, nt_xent, uccc_cluster_loss
 from clustering.methods.common import fetch, paper_adam_defaults, require_images
 from clustering.methods.registry import Batch, ClusterMethod, EpochContext, StepOutput, register_method
 from clustering.models import ClusterModel
@@ -101,6 +102,15 @@ class UCCCParams:
         every view in the batch whose source image is the anchor's own or one of its table
         neighbours (or has the anchor's among its own) is a positive, as GCC's graph positives
         are. Needs ``neighbor_view``.
+    cc_weight: weight of CC's cluster loss (``clustering.losses.cc_cluster_loss``: NT-Xent over
+        the clusters' columns of two views' probabilities, plus its balance term log C - H) added
+        to Eq. 6 on each of the same view pairs, as SACC sums it. Not in the paper, and it brings a
+        balance term, which UCCC does not need against degeneracy (0 is the paper's loss, which
+        never degenerated on the suite). With it UCCC frees the minority styles that Eq. 6 leaves
+        in a neighbouring cluster (digits 0.990-0.994 against 0.960-0.962) but it cost 0.04-0.17
+        where clusters hold 10-72 images (README, "The absorbed minority styles"). None (the
+        default): chosen from the data, 1 at 100 or more images per cluster, else 0
+        (``clustering.data_defaults.choose_cc_weight``).
     """
 
     variant: Literal["cosine", "paper"] = "cosine"
@@ -128,9 +138,10 @@ class UCCCParams:
     neighbor_from: float = 0.3
     neighbor_weak: bool = False
     instance_positives: Literal["views", "neighbors"] = "views"
+    cc_weight: float | None = None
     #: What runs saved before a parameter existed were trained with (``load_run_config``).
     VALUE_BEFORE_ADDED: ClassVar[dict[str, Any]] = {"strong_view": False, "reseed_empty": False,
-                                                    "neighbor_view": False, "neighbor_from": 0.0}
+                                                    "neighbor_view": False, "neighbor_from": 0.0, "cc_weight": 0.0}
 
     def validate(self) -> None:
         if self.khop < 1:
@@ -155,6 +166,8 @@ class UCCCParams:
             raise ValueError(f"neighbors must be >= 1, got {self.neighbors}")
         if self.instance_positives == "neighbors" and not self.neighbor_view:
             raise ValueError("instance_positives=neighbors needs neighbor_view=true (its table gives the positives)")
+        if self.cc_weight is not None and self.cc_weight < 0:
+            raise ValueError(f"cc_weight must be >= 0, got {self.cc_weight}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
@@ -190,6 +203,7 @@ class UCCC(ClusterMethod):
     Params = UCCCParams
     train_defaults = paper_adam_defaults(batch_size_per_10_clusters=256)
     sample_buffers = ("neighbor_table",)  # with ``neighbor_view`` only
+    param_rules = {"cc_weight": choose_cc_weight}  # from the images per cluster
 
     def __init__(self, model: ClusterModel, params: UCCCParams, num_samples: int) -> None:
         super().__init__()
@@ -296,6 +310,10 @@ class UCCC(ClusterMethod):
         ) / len(pairs)  # fmt: skip
         weight = 1.0 if batch.step >= p.warmup_steps else 0.0
         parts = {"loss_ins": loss_ins, "loss_clu": loss_clu}
+        if p.cc_weight:  # CC's cluster loss (column contrast and balance term) on the same view pairs
+            loss_cc = sum(cc_cluster_loss(probs[a], probs[b], 1.0) for a, b in pairs)
+            parts["loss_cc"] = loss_cc
+            loss_clu = loss_clu + p.cc_weight * loss_cc
         if self.reseeder is not None:
             parts["reseeds"] = self.reseeder.reseeds.float()  # clusters re-seeded so far in the run
         return StepOutput(loss=loss_ins + weight * loss_clu, parts=parts)
