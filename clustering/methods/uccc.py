@@ -106,11 +106,10 @@ class UCCCParams:
         the clusters' columns of two views' probabilities, plus its balance term log C - H) added
         to Eq. 6 on each of the same view pairs, as SACC sums it. Not in the paper, and it brings a
         balance term, which UCCC does not need against degeneracy (0 is the paper's loss, which
-        never degenerated on the suite). With it UCCC frees the minority styles that Eq. 6 leaves
-        in a neighbouring cluster (digits 0.990-0.994 against 0.960-0.962) but it cost 0.04-0.17
-        where clusters hold 10-72 images (README, "The absorbed minority styles"). None (the
-        default): chosen from the data, 1 at 100 or more images per cluster, else 0
-        (``clustering.data_defaults.choose_cc_weight``).
+        never degenerated on the suite). It frees the minority styles that Eq. 6 leaves in a
+        neighbouring cluster where clusters hold many images and costs accuracy where they hold few.
+        None (the default): chosen from the images per cluster by
+        ``clustering.data_defaults.choose_cc_weight``, where the measured figures are.
     """
 
     variant: Literal["cosine", "paper"] = "cosine"
@@ -310,10 +309,10 @@ class UCCC(ClusterMethod):
         ) / len(pairs)  # fmt: skip
         weight = 1.0 if batch.step >= p.warmup_steps else 0.0
         parts = {"loss_ins": loss_ins, "loss_clu": loss_clu}
+        loss = loss_ins + weight * loss_clu
         if p.cc_weight:  # CC's cluster loss (column contrast and balance term) on the same view pairs
-            loss_cc = sum(cc_cluster_loss(probs[a], probs[b], 1.0) for a, b in pairs)
-            parts["loss_cc"] = loss_cc
-            loss_clu = loss_clu + p.cc_weight * loss_cc
+            parts["loss_cc"] = sum(cc_cluster_loss(probs[a], probs[b], 1.0) for a, b in pairs)
+            loss = loss + weight * p.cc_weight * parts["loss_cc"]
         if self.reseeder is not None:
             parts["reseeds"] = self.reseeder.reseeds.float()  # clusters re-seeded so far in the run
-        return StepOutput(loss=loss_ins + weight * loss_clu, parts=parts)
+        return StepOutput(loss=loss, parts=parts)
