@@ -66,7 +66,8 @@ def resolve_config(config: TrainConfig, data: DataSet, device_type: str | None =
     cfg.backbone = cfg.backbone or method_cls.train_defaults.backbone or applied["backbone"].value
     # The method's defaults on this backbone (the papers tune for ResNets; the CPU CNN differs).
     defaults = method_cls.train_defaults.on(cfg.backbone, config.optimizer)
-    batch = choose_batch_size(profile, defaults.method_batch(cfg.num_clusters), device_type, cfg.world_size)
+    batch = choose_batch_size(profile, defaults.method_batch(cfg.num_clusters), device_type, cfg.world_size,
+                              method_cls.column_contrast)  # fmt: skip
     choices = {"batch_size": batch}
     if data.kind == "image":
         choices |= {"image_size": choose_image_size(profile, device_type, cfg.backbone),

@@ -13,6 +13,8 @@ from clustering.config import TrainConfig
 from clustering.data import load_dataset
 from clustering.data_defaults import (
     CC_LOSS_MIN_IMAGES_PER_CLUSTER,
+    COLUMN_CONTRAST_MIN_IMAGES_PER_CLUSTER,
+    COLUMN_CONTRAST_MIN_STEPS,
     MIN_STEPS_PER_EPOCH,
     DataProfile,
     choose_cc_weight,
@@ -161,3 +163,30 @@ def test_cpu_batch_follows_the_clusters_not_the_gpu_rule() -> None:
     assert [batch(c, "cuda") for c in (10, 20, 40, 200)] == [256, 512, 1024, 5120]  # the paper's 256 * C / 10
     small = DataProfile("image", 1, 16, 400, 40)  # the N / 4 cap still applies on top
     assert choose_batch_size(small, 1024, "cpu").value == 100
+
+
+def test_column_contrast_methods_keep_five_images_per_cluster_in_a_batch(folders: dict[str, Path]) -> None:
+    # 400 images of 40 classes: N / 4 = 100 leaves 2.5 images per cluster in a batch; CC and SACC
+    # contrast the clusters' columns over the batch, so they get 200 (2 steps an epoch); UCCC keeps 100.
+    for method in ("cc", "sacc"):
+        cfg = resolved(folders["faces"], method=method)
+        assert cfg.batch_size == COLUMN_CONTRAST_MIN_IMAGES_PER_CLUSTER * 40 == 400 // COLUMN_CONTRAST_MIN_STEPS
+        assert "cluster-level contrast" in cfg.data_defaults["batch_size"]["reason"]
+        assert resolved(folders["faces"], method=method, batch_size=64).batch_size == 64  # a flag wins
+    assert resolved(folders["faces"], method="uccc").batch_size == 100
+    many = folders["many"]  # 200 images of 2 classes: 25 a cluster in a batch of 50 already
+    assert resolved(many, method="cc").batch_size == resolved(many, method="uccc").batch_size
+
+
+def test_column_contrast_floor_over_clusters_and_sizes() -> None:
+    from clustering.data_defaults import choose_batch_size
+
+    def batch(n: int, clusters: int, world: int = 1) -> int:
+        profile = DataProfile("image", 1, 16, n, clusters)
+        return choose_batch_size(profile, 256, "cpu", world, column_contrast=True).value
+
+    assert batch(10_000, 10) == 256  # already 25 images per cluster: unchanged
+    assert batch(400, 40) == 200  # 5 per cluster, 2 steps an epoch
+    assert batch(4_000, 200) == 1_000  # 5 per cluster, 4 steps
+    assert batch(100, 40) == 50  # never fewer than 2 steps an epoch, even below 5 per cluster
+    assert batch(402, 40, world=4) == 200  # divisible over the processes

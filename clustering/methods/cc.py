@@ -46,6 +46,7 @@ class CC(ClusterMethod):
     description = "instance NT-Xent + cluster-level NT-Xent over probability columns + log C - H per view"
     Params = CCParams
     train_defaults = paper_adam_defaults(batch_size=256)
+    column_contrast = True  # its cluster-level NT-Xent over the batch's columns
 
     def __init__(self, model: ClusterModel, params: CCParams, num_samples: int) -> None:
         super().__init__()

@@ -135,6 +135,10 @@ class ClusterMethod(nn.Module):
     #: ``clustering.data_defaults.DataProfile`` and giving a ``Choice``, applied by ``resolve_config``
     #: where the user left the parameter unset (None), kept with its reason in ``data_defaults``.
     param_rules: ClassVar[dict[str, Callable[[Any], Any]]] = {}
+    #: The loss contrasts clusters' columns of probabilities over the batch (CC's cluster-level
+    #: NT-Xent): the batch default then keeps several images per cluster in a batch
+    #: (``clustering.data_defaults.choose_batch_size``).
+    column_contrast: ClassVar[bool] = False
     model: ClusterModel
 
     def training_step(self, batch: Batch) -> StepOutput:

@@ -67,6 +67,7 @@ class SACC(ClusterMethod):
     description = "CC over two weak views and one RandAugment view: 2 instance + 3 cluster view pairs"
     Params = SACCParams
     train_defaults = paper_adam_defaults(batch_size=200)
+    column_contrast = True  # CC's cluster-level NT-Xent over the batch's columns
 
     def __init__(self, model: ClusterModel, params: SACCParams, num_samples: int) -> None:
         super().__init__()
