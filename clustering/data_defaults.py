@@ -48,8 +48,8 @@ CC_LOSS_MIN_IMAGES_PER_CLUSTER = 100
 #: batch as one sample; with N / 4 = 100 images in a batch of 40 clusters (2.5 images a cluster)
 #: those columns are mostly noise. For these methods the batch is raised towards this many images
 #: per cluster, down to COLUMN_CONTRAST_MIN_STEPS steps an epoch. On 400 images of 40 classes a
-#: batch of 200 against 100: SACC 0.710 / 0.748 against 0.615 (two-digit numbers), 0.963 against
-#: 0.917 (subjects); CC 0.632 / 0.588 against 0.562 / 0.565, and level on the subjects; 400 (one
+#: batch of 200 against 100: SACC 0.710 / 0.748 against 0.615 (two-digit numbers), 0.963 / 0.983
+#: against 0.917 (subjects); CC 0.632 / 0.588 against 0.562 / 0.565, level on the subjects; 400 (one
 #: step an epoch) lost (CC 0.520). README, "Today's default on the whole suite".
 COLUMN_CONTRAST_MIN_IMAGES_PER_CLUSTER = 5
 COLUMN_CONTRAST_MIN_STEPS = 2
