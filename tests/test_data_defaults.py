@@ -17,6 +17,7 @@ from clustering.data_defaults import (
     COLUMN_CONTRAST_MIN_STEPS,
     MIN_STEPS_PER_EPOCH,
     DataProfile,
+    choose_batch_size,
     choose_cc_weight,
     choose_image_size,
 )
@@ -179,8 +180,6 @@ def test_column_contrast_methods_keep_five_images_per_cluster_in_a_batch(folders
 
 
 def test_column_contrast_floor_over_clusters_and_sizes() -> None:
-    from clustering.data_defaults import choose_batch_size
-
     def batch(n: int, clusters: int, world: int = 1) -> int:
         profile = DataProfile("image", 1, 16, n, clusters)
         return choose_batch_size(profile, 256, "cpu", world, column_contrast=True).value

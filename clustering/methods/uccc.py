@@ -105,9 +105,10 @@ class UCCCParams:
     cc_weight: weight of CC's cluster loss (``clustering.losses.cc_cluster_loss``: NT-Xent over
         the clusters' columns of two views' probabilities, plus its balance term log C - H) added
         to Eq. 6 on each of the same view pairs, as SACC sums it. Not in the paper, and it brings a
-        balance term, which UCCC does not need against degeneracy (0 is the paper's loss, which
-        never degenerated on the suite). It frees the minority styles that Eq. 6 leaves in a
-        neighbouring cluster where clusters hold many images and costs accuracy where they hold few.
+        balance term, which UCCC did not need against degeneracy up to 40 clusters (0 is the
+        paper's loss; at 200 clusters neither kept every cluster in CPU budgets, README). It frees
+        the minority styles that Eq. 6 leaves in a neighbouring cluster where clusters hold many
+        images and costs accuracy where they hold few.
         None (the default): chosen from the images per cluster by
         ``clustering.data_defaults.choose_cc_weight``, where the measured figures are.
     """
