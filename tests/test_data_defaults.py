@@ -167,9 +167,10 @@ def test_cpu_batch_follows_the_clusters_not_the_gpu_rule() -> None:
 
 
 def test_column_contrast_methods_keep_five_images_per_cluster_in_a_batch(folders: dict[str, Path]) -> None:
-    # 400 images of 40 classes: N / 4 = 100 leaves 2.5 images per cluster in a batch; CC and SACC
-    # contrast the clusters' columns over the batch, so they get 200 (2 steps an epoch); UCCC keeps 100.
-    for method in ("cc", "sacc"):
+    # 400 images of 40 classes: N / 4 = 100 leaves 2.5 images per cluster in a batch; CC, SACC and
+    # GCC contrast the clusters' columns over the batch, so they get 200 (2 steps an epoch); UCCC
+    # (Eq. 6 compares rows, not columns) keeps 100.
+    for method in ("cc", "sacc", "gcc"):
         cfg = resolved(folders["faces"], method=method)
         assert cfg.batch_size == COLUMN_CONTRAST_MIN_IMAGES_PER_CLUSTER * 40 == 400 // COLUMN_CONTRAST_MIN_STEPS
         assert "cluster-level contrast" in cfg.data_defaults["batch_size"]["reason"]
