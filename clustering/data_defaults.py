@@ -8,6 +8,7 @@ choice only where the user left the field unset; ``config.json`` keeps the choic
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -54,6 +55,16 @@ CC_LOSS_MIN_IMAGES_PER_CLUSTER = 100
 #: epoch) lost (CC 0.520). README, "Today's default on the whole suite".
 COLUMN_CONTRAST_MIN_IMAGES_PER_CLUSTER = 5
 COLUMN_CONTRAST_MIN_STEPS = 2
+#: UCCC's instance temperature: the paper's 0.5 up to INSTANCE_TEMPERATURE_FULL_UP_TO clusters,
+#: then 0.5 sqrt(40 / C) (0.316 at 100, 0.224 at 200): it narrows with the angular width of the
+#: positive band, sqrt(2t / C), anchored at the most clusters where 0.5 was measured to hold (40:
+#: three seeds on two sets). The positive graph links views whose cosine in z exceeds 1 - 2t / C;
+#: NT-Xent at 0.5 left 200 classes of 20 images inside that band (85 "positives" an image, 7% of
+#: its class; k-means on z 0.20, below the pixels' 0.47); at 0.2 it spreads them (2 an image, 82%
+#: of its class; k-means on z 0.58). At 40 classes a lower value gained nothing (0.2 cost 0.03-0.05,
+#: 0.447 level within the seed spread). README, "UCCC at 10 to 200 clusters".
+UCCC_INSTANCE_TEMPERATURE = 0.5
+INSTANCE_TEMPERATURE_FULL_UP_TO = 40
 
 
 @dataclass(frozen=True)
@@ -167,6 +178,21 @@ def choose_cc_weight(profile: DataProfile) -> Choice:
                            "loss beside Eq. 6 keeps minority styles with their class")  # fmt: skip
     return Choice(0.0, f"{per_cluster:.0f} images per cluster (< {CC_LOSS_MIN_IMAGES_PER_CLUSTER}): Eq. 6 alone "
                        "(CC's cluster loss and its balance term cost accuracy there)")  # fmt: skip
+
+
+def uccc_instance_temperature(num_clusters: int) -> float:
+    """0.5 up to 40 clusters, 0.5 sqrt(40 / C) above, to three decimals (see UCCC_INSTANCE_TEMPERATURE)."""
+    scale = math.sqrt(min(1.0, INSTANCE_TEMPERATURE_FULL_UP_TO / num_clusters))
+    return round(UCCC_INSTANCE_TEMPERATURE * scale, 3)
+
+
+def choose_instance_temperature(profile: DataProfile) -> Choice:
+    """UCCC's ``instance_temperature`` from the number of clusters."""
+    tau, c = uccc_instance_temperature(profile.num_classes), profile.num_classes
+    if c <= INSTANCE_TEMPERATURE_FULL_UP_TO:
+        return Choice(tau, f"{c} clusters (<= {INSTANCE_TEMPERATURE_FULL_UP_TO}): the paper's {tau:g}")
+    return Choice(tau, f"{c} clusters: 0.5 sqrt({INSTANCE_TEMPERATURE_FULL_UP_TO} / C) = {tau:g}, narrowing with the "
+                       "positive band 1 - 2t / C so that z spreads its classes apart inside it")  # fmt: skip
 
 
 def describe(choices: dict[str, Choice]) -> dict[str, dict[str, Any]]:

@@ -20,6 +20,7 @@ from clustering.data_defaults import (
     choose_batch_size,
     choose_cc_weight,
     choose_image_size,
+    choose_instance_temperature,
 )
 from clustering.setup import resolve_config
 
@@ -56,7 +57,8 @@ def test_grayscale_16px_keeps_its_size_and_gets_no_flips_or_colour(folders: dict
     cfg = resolved(folders["gray16"])
     assert (cfg.image_size, cfg.augment, cfg.backbone) == (16, "digits", "cnn")
     assert cfg.batch_size == 100 // MIN_STEPS_PER_EPOCH  # UCCC's 256 * C / 10 = 256 exceeds N / 4 = 25
-    assert set(cfg.data_defaults) == {"image_size", "augment", "backbone", "batch_size", "cc_weight"}
+    assert set(cfg.data_defaults) == {"image_size", "augment", "backbone", "batch_size", "cc_weight",
+                                   "instance_temperature"}
     assert "grayscale" in cfg.data_defaults["augment"]["reason"]
 
 
@@ -96,6 +98,24 @@ def test_uccc_adds_ccs_cluster_loss_only_where_clusters_hold_many_images(folders
     kept = resolved(folders["many"], method_params={"cc_weight": 0.0})  # a flag wins, and is no data default
     assert kept.method_params["cc_weight"] == 0.0 and "cc_weight" not in kept.data_defaults
     assert "cc_weight" not in resolved(folders["many"], method="sacc").data_defaults  # a UCCC parameter only
+
+
+def test_uccc_instance_temperature_narrows_with_the_clusters(folders: dict[str, Path]) -> None:
+    def tau(c: int) -> float:
+        return choose_instance_temperature(DataProfile("image", 1, 16, 100 * c, c)).value
+
+    assert tau(2) == tau(10) == tau(20) == tau(40) == 0.5  # the paper's, up to 40 clusters
+    assert tau(160) == 0.25 and tau(200) == 0.224  # 0.5 sqrt(40 / C) above
+    assert 0.5 > tau(41) > tau(100) > tau(200) > tau(1000) > 0  # and it keeps narrowing
+    assert resolved(folders["faces"]).method_params["instance_temperature"] == 0.5  # 40 classes
+    many = resolve_config(TrainConfig(dataset="digits-pairs200"), load_dataset("digits-pairs200"))
+    assert many.method_params["instance_temperature"] == 0.224
+    assert "sqrt(40 / C)" in many.data_defaults["instance_temperature"]["reason"]
+    assert "the paper's" in resolved(folders["faces"]).data_defaults["instance_temperature"]["reason"]
+    kept = resolved(folders["faces"], method_params={"instance_temperature": 0.3})  # a flag wins
+    assert kept.method_params["instance_temperature"] == 0.3 and "instance_temperature" not in kept.data_defaults
+    sacc = resolved(folders["faces"], method="sacc")  # a UCCC rule only: SACC keeps CC's 0.5
+    assert "instance_temperature" not in sacc.data_defaults and sacc.method_params["instance_temperature"] == 0.5
 
 
 def test_cc_weight_rule_over_images_per_cluster() -> None:

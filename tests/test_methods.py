@@ -324,6 +324,26 @@ def test_uccc_neighbor_from_keeps_the_plain_views_until_its_share_of_the_run(
         setup("uccc", digits, neighbor_view=True, neighbor_from=1.0)
 
 
+def test_uccc_instance_loss_runs_at_the_temperature_chosen_from_the_clusters(
+    digits: DataSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = resolve_config(TrainConfig(method="uccc", dataset="digits", batch_size=16, num_clusters=200), digits)
+    assert config.method_params["instance_temperature"] == 0.224  # 0.5 sqrt(40 / 200)
+    method = build_method(config, digits, DEVICE)
+    unset = uccc_module.UCCC(method.model, uccc_module.UCCCParams(), len(digits))  # built without the rule
+    assert method.instance_temperature == unset.instance_temperature == 0.224
+    taus = []
+    real = uccc_module.nt_xent
+    monkeypatch.setattr(uccc_module, "nt_xent", lambda a, b, tau: taus.append(tau) or real(a, b, tau))
+    idx = torch.arange(16)
+    views = ViewMaker(config, digits, DEVICE)
+    method.training_step(Batch(inputs=digits.inputs[idx], indices=idx, views=views, dataset_inputs=digits.inputs))
+    assert taus == [0.224, 0.224]  # ins(w1, w2) and ins(w2, s)
+    explicit = resolve_config(TrainConfig(method="uccc", dataset="digits", num_clusters=200,
+                                          method_params={"instance_temperature": 0.5}), digits)  # fmt: skip
+    assert build_method(explicit, digits, DEVICE).instance_temperature == 0.5
+
+
 def test_uccc_instance_positives_neighbors_counts_table_neighbours_as_positives(
     digits: DataSet, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -62,6 +62,10 @@ ABLATION_GROUPS: dict[str, list[tuple[str, dict[str, Any]]]] = {
                        {"neighbor_view": True, "neighbor_from": 0.0, "neighbor_weak": True}),
                       ("neighbours as instance positives from 0.3",
                        {"neighbor_view": True, "neighbor_from": 0.3, "instance_positives": "neighbors"})],
+    # The instance temperature at many clusters (README, "UCCC at 10 to 200 clusters").
+    "instance-temperature": [("instance tau 0.5 (paper)", {"instance_temperature": 0.5}),
+                             ("instance tau 0.2", {"instance_temperature": 0.2}),
+                             ("instance tau from C (default)", {})],
     # SACC's cluster loss beside Eq. 6 (README, "The absorbed minority styles").
     "cc-loss": [("Eq. 6 alone (paper)", {"cc_weight": 0.0}), ("Eq. 6 + CC's cluster loss", {"cc_weight": 1.0})],
     # Clusters that stay empty (README, "UCCC at 10 to 200 clusters").

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clustering.data_defaults import choose_cc_weight
+from clustering.data_defaults import choose_cc_weight, choose_instance_temperature, uccc_instance_temperature
 from clustering.errors import ConfigError
 from clustering.evaluation import embed_all
 from clustering.graph import community_assignments, positive_threshold, rank_graphs
@@ -30,7 +30,11 @@ class UCCCParams:
         by ``cluster_temperature``; ``paper`` is Eq. 6 literally (raw dot products), which
         collapses to one cluster (see README, "UCCC must not degenerate").
     cluster_temperature: temperature of the cosine variant (unused by ``paper``).
-    instance_temperature: tau of the NT-Xent instance loss (paper: 0.5).
+    instance_temperature: tau of the NT-Xent instance loss (paper: 0.5). None (the default): from
+        the number of clusters, ``clustering.data_defaults.choose_instance_temperature``: the
+        paper's 0.5 up to 40 clusters, 0.5 sqrt(40 / C) above (0.224 at 200), where the positive
+        threshold's band is narrow and 0.5 left the classes inside it (README, "UCCC at 10 to 200
+        clusters").
     khop: hops of the graph fusion, Eq. 5 (paper: 2).
     tolerance: the tolerant parameter t giving pos_conf = 1 - 2t/C (paper: 4).
     pos_conf: explicit positive threshold; overrides ``tolerance`` when set.
@@ -115,7 +119,7 @@ class UCCCParams:
 
     variant: Literal["cosine", "paper"] = "cosine"
     cluster_temperature: float = 0.3
-    instance_temperature: float = 0.5
+    instance_temperature: float | None = None
     khop: int = 2
     tolerance: float = 4.0
     pos_conf: float | None = None
@@ -146,7 +150,7 @@ class UCCCParams:
     def validate(self) -> None:
         if self.khop < 1:
             raise ValueError(f"khop must be >= 1, got {self.khop}")
-        if self.cluster_temperature <= 0 or self.instance_temperature <= 0:
+        if self.cluster_temperature <= 0 or (self.instance_temperature is not None and self.instance_temperature <= 0):
             raise ValueError("temperatures must be > 0")
         if self.pos_conf is not None and not -1.0 < self.pos_conf < 1.0:
             raise ValueError(f"pos_conf must be in (-1, 1), got {self.pos_conf}")
@@ -203,7 +207,8 @@ class UCCC(ClusterMethod):
     Params = UCCCParams
     train_defaults = paper_adam_defaults(batch_size_per_10_clusters=256)
     sample_buffers = ("neighbor_table",)  # with ``neighbor_view`` only
-    param_rules = {"cc_weight": choose_cc_weight}  # from the images per cluster
+    # cc_weight from the images per cluster, instance_temperature from the clusters
+    param_rules = {"cc_weight": choose_cc_weight, "instance_temperature": choose_instance_temperature}
 
     def __init__(self, model: ClusterModel, params: UCCCParams, num_samples: int) -> None:
         super().__init__()
@@ -211,6 +216,9 @@ class UCCC(ClusterMethod):
         self.model = model
         self.params = params
         self.pos_conf = params.threshold(model.num_clusters)
+        # Unset when the method is built without resolve_config (which applies the rule): the same rule.
+        self.instance_temperature = (params.instance_temperature if params.instance_temperature is not None
+                                     else uccc_instance_temperature(model.num_clusters))  # fmt: skip
         if params.logit_norm and params.logit_norm_until is not None:
             model.cluster_head.append(FreezingLogitNorm(model.num_clusters, affine=params.logit_norm_affine))
         elif params.logit_norm:
@@ -255,7 +263,7 @@ class UCCC(ClusterMethod):
                        ) -> torch.Tensor:  # fmt: skip
         """ins(view a, view b): NT-Xent, or with ``sources`` (each view's source images over the
         global batch) the multi-positive loss over the neighbour table's links."""
-        tau = self.params.instance_temperature
+        tau = self.instance_temperature
         if sources is None:
             return nt_xent(z[a], z[b], tau)
         positives = neighbor_positives(torch.cat([sources[a], sources[b]]), self.neighbor_table)
