@@ -46,8 +46,8 @@ MIN_IMAGES_PER_CLUSTER = 8
 #: minority styles").
 CC_LOSS_MIN_IMAGES_PER_CLUSTER = 100
 #: CC's and SACC's cluster-level contrast (and GCC's AGC) treats each cluster's column of
-#: probabilities over the batch as one sample; with N / 4 = 100 images in a batch of 40 clusters (2.5 images a cluster)
-#: those columns are mostly noise. For these methods the batch is raised towards this many images
+#: probabilities over the batch as one sample; with N / 4 = 100 images in a batch of 40 clusters
+#: (2.5 images a cluster) those columns are mostly noise. For these methods the batch is raised towards this many images
 #: per cluster, down to COLUMN_CONTRAST_MIN_STEPS steps an epoch. On 400 images of 40 classes a
 #: batch of 200 against 100: SACC 0.710 / 0.748 against 0.615 (two-digit numbers), 0.963 / 0.983
 #: against 0.917 (subjects); CC 0.632 / 0.588 against 0.562 / 0.565, level on the subjects; GCC
@@ -188,11 +188,12 @@ def uccc_instance_temperature(num_clusters: int) -> float:
 
 def choose_instance_temperature(profile: DataProfile) -> Choice:
     """UCCC's ``instance_temperature`` from the number of clusters."""
-    tau, c = uccc_instance_temperature(profile.num_classes), profile.num_classes
-    if c <= INSTANCE_TEMPERATURE_FULL_UP_TO:
-        return Choice(tau, f"{c} clusters (<= {INSTANCE_TEMPERATURE_FULL_UP_TO}): the paper's {tau:g}")
-    return Choice(tau, f"{c} clusters: 0.5 sqrt({INSTANCE_TEMPERATURE_FULL_UP_TO} / C) = {tau:g}, narrowing with the "
-                       "positive band 1 - 2t / C so that z spreads its classes apart inside it")  # fmt: skip
+    c, full, paper = profile.num_classes, INSTANCE_TEMPERATURE_FULL_UP_TO, UCCC_INSTANCE_TEMPERATURE
+    tau = uccc_instance_temperature(c)
+    if c <= full:
+        return Choice(tau, f"{c} clusters (<= {full}): the paper's {tau:g}")
+    return Choice(tau, f"{c} clusters: {paper:g} sqrt({full} / C) = {tau:g}, narrowing with the positive band "
+                       "1 - 2t / C so that z spreads its classes apart inside it")  # fmt: skip
 
 
 def describe(choices: dict[str, Choice]) -> dict[str, dict[str, Any]]:

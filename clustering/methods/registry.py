@@ -136,7 +136,7 @@ class ClusterMethod(nn.Module):
     #: where the user left the parameter unset (None), kept with its reason in ``data_defaults``.
     param_rules: ClassVar[dict[str, Callable[[Any], Any]]] = {}
     #: The loss contrasts clusters' columns of probabilities over the batch (CC's cluster-level
-    #: NT-Xent): the batch default then keeps several images per cluster in a batch
+    #: NT-Xent, GCC's AGC): the batch default then keeps several images per cluster in a batch
     #: (``clustering.data_defaults.choose_batch_size``).
     column_contrast: ClassVar[bool] = False
     model: ClusterModel
