@@ -16,6 +16,7 @@ EMBEDDED = {  # name: (N, C, native px)
     "digits-64": (1797, 10, 64),
     "digits-rot20": (3594, 20, 8),
     "digits-pairs40": (400, 40, 16),
+    "digits-pairs100": (2000, 100, 16),
     "digits-pairs200": (4000, 200, 16),
 }
 
@@ -31,7 +32,8 @@ def test_embedded_suite_sets_have_their_documented_shape(name: str) -> None:
     assert torch.equal(data.inputs, again.inputs) and np.array_equal(data.labels, again.labels)
 
 
-@pytest.mark.parametrize("name,per_class", [("digits-pairs40", 10), ("digits-pairs200", 20)])
+@pytest.mark.parametrize("name,per_class", [("digits-pairs40", 10), ("digits-pairs100", 20),
+                                                    ("digits-pairs200", 20)])
 def test_pair_sets_are_balanced_and_their_classes_differ(name: str, per_class: int) -> None:
     data = load_dataset(name)
     assert set(np.bincount(data.labels).tolist()) == {per_class}
@@ -49,6 +51,12 @@ def test_pairs200_turned_classes_are_the_upright_numbers_turned() -> None:
     # draws of the digits, so not equal), and far from unrotated.
     assert (torch.rot90(upright, 1, dims=(1, 2)) - turned).abs().mean() < 0.5 * (upright - turned).abs().mean()
     assert data.class_names[12] == "12" and data.class_names[112] == "12 turned"
+
+
+def test_pairs100_is_the_upright_half_of_pairs200() -> None:
+    upright, both = load_dataset("digits-pairs100"), load_dataset("digits-pairs200")
+    assert torch.equal(upright.inputs, both.inputs[:2000]) and np.array_equal(upright.labels, both.labels[:2000])
+    assert upright.class_names == both.class_names[:100]
 
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

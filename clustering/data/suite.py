@@ -32,7 +32,7 @@ from clustering.data.base import DataError, DataSet, DataSourceSpec, register_so
 from clustering.data.sources import load_digits, load_imagefolder, load_mnist_test
 
 SUITE_SEED = 20261201
-SUITE = ("digits-64", "digits-rot20", "digits-pairs40", "digits-pairs200", "mnist-1k", "cifar10-2k",
+SUITE = ("digits-64", "digits-rot20", "digits-pairs40", "digits-pairs100", "digits-pairs200", "mnist-1k", "cifar10-2k",
          "cifar10-flip20", "objects-poses20", "objects-ids40")
 
 
@@ -108,6 +108,15 @@ def load_digits_pairs200(root: str | Path | None = None, split: str = "both", **
     images[turned] = torch.rot90(images[turned], 1, dims=(2, 3))
     names = [f"{n:02d}" for n in range(100)] + [f"{n:02d} turned" for n in range(100)]
     return _dataset(images, labels, names, "digits-pairs200")
+
+
+def load_digits_pairs100(root: str | Path | None = None, split: str = "both", **_: object) -> DataSet:
+    """The upright half of ``digits-pairs200``: every two-digit number 00-99, 20 images each (2,000
+    images, 16 px): 100 clusters, between the suite's 40 and 200."""
+    full = load_digits_pairs200(root, split)
+    upright = full.labels < 100
+    return _dataset(full.inputs[torch.from_numpy(upright)], full.labels[upright], full.class_names[:100],
+                    "digits-pairs100")  # fmt: skip
 
 
 def load_mnist_1k(root: str | Path | None = None, split: str = "test", **_: object) -> DataSet:
@@ -218,6 +227,8 @@ for _spec in (
                    "(embedded)", False, 20),
     DataSourceSpec("digits-pairs40", load_digits_pairs40, "suite: 400 two-digit numbers, 40 classes (embedded)",
                    False, 40),
+    DataSourceSpec("digits-pairs100", load_digits_pairs100, "suite: 2,000 two-digit numbers, 100 classes "
+                   "(embedded)", False, 100),
     DataSourceSpec("digits-pairs200", load_digits_pairs200, "suite: 4,000 two-digit numbers upright and turned, "
                    "200 classes (embedded)", False, 200),
     DataSourceSpec("mnist-1k", load_mnist_1k, "suite: 1,000 MNIST test images (--root: mnist-test or its parent)",
