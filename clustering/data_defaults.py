@@ -65,6 +65,13 @@ COLUMN_CONTRAST_MIN_STEPS = 2
 #: 0.447 level within the seed spread). README, "UCCC at 10 to 200 clusters".
 UCCC_INSTANCE_TEMPERATURE = 0.5
 INSTANCE_TEMPERATURE_FULL_UP_TO = 40
+#: UCCC's strong (RandAugment) third view up to this many clusters; above, the paper's two weak
+#: views. Up to 40 classes the strong view was ahead in 5-minute CPU runs although a step costs
+#: 1.5x (MNIST-test +0.048, digits-rot20 +0.022, 40 two-digit classes +0.06); at 100 classes it was
+#: level or behind (0.593 / 0.595 with it, 0.599 / 0.660 without) and at 200 behind (0.142 / 0.196
+#: against 0.265 / 0.273), where 5 minutes buy 35 epochs with it and 60 without. README, "UCCC at
+#: 10 to 200 clusters".
+STRONG_VIEW_UP_TO = 40
 
 
 @dataclass(frozen=True)
@@ -184,6 +191,20 @@ def uccc_instance_temperature(num_clusters: int) -> float:
     """0.5 up to 40 clusters, 0.5 sqrt(40 / C) above, to three decimals (see UCCC_INSTANCE_TEMPERATURE)."""
     scale = math.sqrt(min(1.0, INSTANCE_TEMPERATURE_FULL_UP_TO / num_clusters))
     return round(UCCC_INSTANCE_TEMPERATURE * scale, 3)
+
+
+def uccc_strong_view(num_clusters: int) -> bool:
+    """The strong third view up to STRONG_VIEW_UP_TO clusters."""
+    return num_clusters <= STRONG_VIEW_UP_TO
+
+
+def choose_strong_view(profile: DataProfile) -> Choice:
+    """UCCC's ``strong_view`` from the number of clusters."""
+    c, most = profile.num_classes, STRONG_VIEW_UP_TO
+    if uccc_strong_view(c):
+        return Choice(True, f"{c} clusters (<= {most}): SACC's RandAugment view as the third view")
+    return Choice(False, f"{c} clusters (> {most}): the paper's two weak views, 1.5x the steps of three "
+                         "(the strong view was level or behind at 100 clusters, behind at 200)")  # fmt: skip
 
 
 def choose_instance_temperature(profile: DataProfile) -> Choice:

@@ -121,6 +121,15 @@ def test_param_specs_of_uccc_carry_registered_defaults() -> None:
     assert specs["variant"].choices == ("cosine", "paper") and specs["variant"].default == "cosine"
     assert specs["khop"].default == 2 and specs["tolerance"].default == 4.0
     assert specs["pos_conf"].optional and specs["pos_conf"].kind == "float"
+    # a switch chosen from the data: the form offers auto / true / false, and auto is not sent
+    strong = specs["strong_view"]
+    assert strong.kind == "bool" and strong.optional and strong.default is None
+    assert launch.OPTIONAL_BOOL_CHOICES.index(specs["strong_view"].default) == 0
+    assert [launch.optional_bool_label(v) for v in launch.OPTIONAL_BOOL_CHOICES] == ["auto (from the data)", "true",
+                                                                                   "false"]  # fmt: skip
+    uccc_specs = list(specs.values())
+    assert "strong_view" not in launch.changed_params(uccc_specs, {"strong_view": None})
+    assert launch.changed_params(uccc_specs, {"strong_view": False}) == {"strong_view": False}
 
 
 def test_changed_params_and_formatting() -> None:

@@ -221,10 +221,14 @@ def test_launch_form_is_built_from_params_and_launches(runs: Path, monkeypatch: 
         ), name
     at.number_input(key="param_uccc_khop").set_value(3)
     at.text_input(key="param_uccc_pos_conf").set_value("0.4")
+    switch = at.selectbox(key="param_uccc_strong_view")  # chosen from the data unless set (auto is not sent)
+    assert switch.value is None and switch.options == ["auto (from the data)", "true", "false"]
+    switch.set_value(False)
     at.button(key="FormSubmitter:launch_form-Launch").click().run()
     assert not at.exception and len(spawned) == 1
     cmd = spawned[0]
     assert "khop=3" in cmd and "pos_conf=0.4" in cmd and cmd[cmd.index("--out") + 1] == str(runs)
+    assert "strong_view=false" in cmd and not any("neighbor_view" in part for part in cmd)
     at.button(key="quick_train").click().run()
     assert len(spawned) == 2 and spawned[1][spawned[1].index("--dataset") + 1] == "digits"
 

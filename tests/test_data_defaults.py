@@ -21,6 +21,7 @@ from clustering.data_defaults import (
     choose_cc_weight,
     choose_image_size,
     choose_instance_temperature,
+    choose_strong_view,
 )
 from clustering.setup import resolve_config
 
@@ -58,7 +59,7 @@ def test_grayscale_16px_keeps_its_size_and_gets_no_flips_or_colour(folders: dict
     assert (cfg.image_size, cfg.augment, cfg.backbone) == (16, "digits", "cnn")
     assert cfg.batch_size == 100 // MIN_STEPS_PER_EPOCH  # UCCC's 256 * C / 10 = 256 exceeds N / 4 = 25
     assert set(cfg.data_defaults) == {"image_size", "augment", "backbone", "batch_size", "cc_weight",
-                                   "instance_temperature"}
+                                      "instance_temperature", "strong_view"}  # fmt: skip
     assert "grayscale" in cfg.data_defaults["augment"]["reason"]
 
 
@@ -116,6 +117,23 @@ def test_uccc_instance_temperature_narrows_with_the_clusters(folders: dict[str, 
     assert kept.method_params["instance_temperature"] == 0.3 and "instance_temperature" not in kept.data_defaults
     sacc = resolved(folders["faces"], method="sacc")  # a UCCC rule only: SACC keeps CC's 0.5
     assert "instance_temperature" not in sacc.data_defaults and sacc.method_params["instance_temperature"] == 0.5
+
+
+def test_uccc_strong_view_up_to_40_clusters(folders: dict[str, Path]) -> None:
+    def strong(c: int) -> bool:
+        return choose_strong_view(DataProfile("image", 1, 16, 100 * c, c)).value
+
+    assert strong(2) and strong(10) and strong(20) and strong(40)  # SACC's RandAugment view as the third
+    assert not strong(41) and not strong(100) and not strong(200)  # the paper's two weak views
+    faces = resolved(folders["faces"])  # 40 classes
+    assert faces.method_params["strong_view"] is True and "<= 40" in faces.data_defaults["strong_view"]["reason"]
+    many = resolve_config(TrainConfig(dataset="digits-pairs100"), load_dataset("digits-pairs100"))
+    assert many.method_params["strong_view"] is False
+    assert "two weak views" in many.data_defaults["strong_view"]["reason"]
+    kept = resolve_config(TrainConfig(dataset="digits-pairs100", method_params={"strong_view": True}),
+                          load_dataset("digits-pairs100"))  # a flag wins  # fmt: skip
+    assert kept.method_params["strong_view"] is True and "strong_view" not in kept.data_defaults
+    assert "strong_view" not in resolved(folders["faces"], method="sacc").data_defaults  # SACC always has it
 
 
 def test_cc_weight_rule_over_images_per_cluster() -> None:

@@ -338,10 +338,30 @@ def test_uccc_instance_loss_runs_at_the_temperature_chosen_from_the_clusters(
     idx = torch.arange(16)
     views = ViewMaker(config, digits, DEVICE)
     method.training_step(Batch(inputs=digits.inputs[idx], indices=idx, views=views, dataset_inputs=digits.inputs))
-    assert taus == [0.224, 0.224]  # ins(w1, w2) and ins(w2, s)
+    assert taus == [0.224]  # ins(w1, w2); at 200 clusters there is no strong view (ins(w2, s))
     explicit = resolve_config(TrainConfig(method="uccc", dataset="digits", num_clusters=200,
                                           method_params={"instance_temperature": 0.5}), digits)  # fmt: skip
     assert build_method(explicit, digits, DEVICE).instance_temperature == 0.5
+
+
+def test_uccc_strong_view_is_chosen_from_the_clusters(digits: DataSet, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = resolve_config(TrainConfig(method="uccc", dataset="digits", batch_size=16, num_clusters=200), digits)
+    assert config.method_params["strong_view"] is False  # above 40 clusters: the paper's two weak views
+    method = build_method(config, digits, DEVICE)
+    unset = uccc_module.UCCC(method.model, uccc_module.UCCCParams(), len(digits))  # built without the rule
+    assert method.strong_view is unset.strong_view is False
+    views = ViewMaker(config, digits, DEVICE)
+    strong_calls = []
+    real_strong = views.strong
+    monkeypatch.setattr(views, "strong", lambda x, **kw: strong_calls.append(len(x)) or real_strong(x, **kw))
+    idx = torch.arange(16)
+    out = method.training_step(Batch(inputs=digits.inputs[idx], indices=idx, views=views,
+                                     dataset_inputs=digits.inputs))  # fmt: skip
+    assert strong_calls == [] and torch.isfinite(out.loss)
+    ten = build_method(resolve_config(TrainConfig(method="uccc", dataset="digits", batch_size=16), digits),
+                       digits, DEVICE)  # fmt: skip
+    ten.training_step(Batch(inputs=digits.inputs[idx], indices=idx, views=views, dataset_inputs=digits.inputs))
+    assert ten.strong_view is True and strong_calls == [16]  # 10 clusters: the strong third view
 
 
 def test_uccc_instance_positives_neighbors_counts_table_neighbours_as_positives(

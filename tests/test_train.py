@@ -136,8 +136,8 @@ def test_a_run_saved_before_a_parameter_existed_is_rebuilt_as_it_was_trained(tmp
     """``strong_view`` (on by default) was added to UCCC after runs had been saved without it: such a
     run's config has no key for it, and resuming or re-evaluating it must rebuild the model it was
     trained with (two weak views), not today's default. A run saved with the key keeps its value."""
+    from clustering.data_defaults import uccc_strong_view
     from clustering.evaluation import evaluate_run
-    from clustering.methods.uccc import UCCCParams
     from clustering.setup import load_run_config
 
     demo = Path(__file__).resolve().parents[1] / "assets" / "demo_runs" / "demo-uccc-digits"
@@ -148,5 +148,5 @@ def test_a_run_saved_before_a_parameter_existed_is_rebuilt_as_it_was_trained(tmp
     older = tmp_path / "older"
     older.mkdir()
     (older / "config.json").write_text(json.dumps(saved))
-    assert UCCCParams().strong_view is True  # today's default...
+    assert uccc_strong_view(10)  # today's default for digits' 10 clusters (UCCCParams leaves it to the data)...
     assert load_run_config(older).method_params["strong_view"] is False  # ...is not what that run had

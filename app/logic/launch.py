@@ -109,6 +109,15 @@ def param_specs(method_cls: type) -> list[ParamSpec]:
     return specs
 
 
+#: The values of an optional switch in the form: None (chosen from the data), on, off.
+OPTIONAL_BOOL_CHOICES: tuple[bool | None, ...] = (None, True, False)
+
+
+def optional_bool_label(value: bool | None) -> str:
+    """How the form shows an optional switch's value."""
+    return "auto (from the data)" if value is None else ("true" if value else "false")
+
+
 def format_param(value: Any) -> str:
     """A value as the CLI's ``--param name=value`` expects it (None -> ``none``)."""
     if value is None:

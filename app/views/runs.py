@@ -224,6 +224,15 @@ with st.form("launch_form"):
                 help=spec.help,
                 key=key,
             )
+        elif spec.kind == "bool" and spec.optional:  # None: chosen from the data (the table above the form)
+            values[spec.name] = col.selectbox(
+                spec.name,
+                launch.OPTIONAL_BOOL_CHOICES,
+                index=launch.OPTIONAL_BOOL_CHOICES.index(spec.default),
+                format_func=launch.optional_bool_label,
+                help=spec.help,
+                key=key,
+            )
         elif spec.kind == "bool":
             values[spec.name] = col.checkbox(spec.name, value=bool(spec.default), help=spec.help, key=key)
         elif spec.optional or spec.kind == "str":

@@ -10,7 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clustering.data_defaults import choose_cc_weight, choose_instance_temperature, uccc_instance_temperature
+from clustering.data_defaults import (
+    choose_cc_weight,
+    choose_instance_temperature,
+    choose_strong_view,
+    uccc_instance_temperature,
+    uccc_strong_view,
+)
 from clustering.errors import ConfigError
 from clustering.evaluation import embed_all
 from clustering.graph import community_assignments, positive_threshold, rank_graphs
@@ -73,10 +79,13 @@ class UCCCParams:
     strong_view: add SACC's third view (weak, then RandAugment with ``ra_n`` ops of magnitude up
         to ``ra_m``): instance loss ins(w1, w2) + ins(w2, s) as in SACC, community graphs over all
         3N views, and Eq. 6 averaged over the view pairs (w1, w2), (w1, s), (w2, s). Not in the
-        paper; on by default: in 5-minute CPU runs it was ahead or level on every set of the
-        development suite (MNIST-test 0.961 against 0.913, digits-rot20 0.971 against 0.949, 40
-        two-digit classes 0.762 against 0.642-0.698; README, "the development suite"), though a
-        step costs 1.5x. ``strong_view=false`` is the paper's two weak views.
+        paper. None (the default): from the number of clusters,
+        ``clustering.data_defaults.choose_strong_view``: on up to 40 clusters, where in 5-minute
+        CPU runs it was ahead or level on every set of the development suite (MNIST-test 0.961
+        against 0.913, digits-rot20 0.971 against 0.949, 40 two-digit classes 0.762 against
+        0.642-0.698; README, "the development suite") though a step costs 1.5x; off above, where it
+        was level or behind at 100 classes and behind at 200 (README, "UCCC at 10 to 200 clusters").
+        ``strong_view=false`` is the paper's two weak views.
     neighbor_view: take the last view (the strong one, or the second weak view without
         ``strong_view``) of every batch image from a random one of its ``neighbors`` nearest
         neighbours in z, or itself (:mod:`clustering.neighbors`; the table is rebuilt from the
@@ -134,7 +143,7 @@ class UCCCParams:
     warmup_steps: int = 0
     reseed_empty: bool = True
     reseed_from: float = 0.0
-    strong_view: bool = True
+    strong_view: bool | None = None
     ra_n: int = 5
     ra_m: int = 10
     neighbor_view: bool = True
@@ -207,8 +216,9 @@ class UCCC(ClusterMethod):
     Params = UCCCParams
     train_defaults = paper_adam_defaults(batch_size_per_10_clusters=256)
     sample_buffers = ("neighbor_table",)  # with ``neighbor_view`` only
-    # cc_weight from the images per cluster, instance_temperature from the clusters
-    param_rules = {"cc_weight": choose_cc_weight, "instance_temperature": choose_instance_temperature}
+    # cc_weight from the images per cluster; instance_temperature and strong_view from the clusters
+    param_rules = {"cc_weight": choose_cc_weight, "instance_temperature": choose_instance_temperature,
+                   "strong_view": choose_strong_view}  # fmt: skip
 
     def __init__(self, model: ClusterModel, params: UCCCParams, num_samples: int) -> None:
         super().__init__()
@@ -219,6 +229,8 @@ class UCCC(ClusterMethod):
         # Unset when the method is built without resolve_config (which applies the rule): the same rule.
         self.instance_temperature = (params.instance_temperature if params.instance_temperature is not None
                                      else uccc_instance_temperature(model.num_clusters))  # fmt: skip
+        self.strong_view = (params.strong_view if params.strong_view is not None
+                            else uccc_strong_view(model.num_clusters))  # fmt: skip
         if params.logit_norm and params.logit_norm_until is not None:
             model.cluster_head.append(FreezingLogitNorm(model.num_clusters, affine=params.logit_norm_affine))
         elif params.logit_norm:
@@ -280,10 +292,10 @@ class UCCC(ClusterMethod):
         x = batch.inputs
         neighbors = p.neighbor_view and batch.progress >= p.neighbor_from
         last_ids, last = self._neighbor_inputs(batch) if neighbors else (batch.indices, x)  # the last view's source
-        second_weak_own = p.strong_view and not p.neighbor_weak
+        second_weak_own = self.strong_view and not p.neighbor_weak
         second = x if second_weak_own else last  # and the second weak one's
         inputs = [batch.views.weak(x), batch.views.weak(second)]
-        if p.strong_view:
+        if self.strong_view:
             inputs.append(batch.views.strong(last, n=p.ra_n, m=p.ra_m))
         out = self.model(torch.cat(inputs))
         # Under DDP the negatives and the community graphs span the global batch: gather each view
@@ -295,9 +307,9 @@ class UCCC(ClusterMethod):
         sources = None  # each view's source images, for the neighbour positives
         if neighbors and p.instance_positives == "neighbors":
             own, last_src = batch.gather(batch.indices), batch.gather(last_ids.to(batch.indices.device))
-            sources = [own, own if second_weak_own else last_src] + ([last_src] if p.strong_view else [])
+            sources = [own, own if second_weak_own else last_src] + ([last_src] if self.strong_view else [])
         loss_ins = self._instance_loss(z, sources, 0, 1)
-        if p.strong_view:
+        if self.strong_view:
             loss_ins = loss_ins + self._instance_loss(z, sources, 1, 2)
         z_all, probs_all = torch.cat(z), torch.cat(probs)
         graphs = None
@@ -310,7 +322,7 @@ class UCCC(ClusterMethod):
         def rows(y: torch.Tensor, a: int, b: int) -> torch.Tensor:  # [view a; view b]
             return torch.cat([y[a * m : (a + 1) * m], y[b * m : (b + 1) * m]])
 
-        pairs = [(0, 1), (0, 2), (1, 2)] if p.strong_view else [(0, 1)]
+        pairs = [(0, 1), (0, 2), (1, 2)] if self.strong_view else [(0, 1)]
         loss_clu = sum(
             uccc_cluster_loss(rows(y_pos, a, b), rows(y_neg, a, b), cosine=cosine,
                               temperature=p.cluster_temperature if cosine else 1.0, center=p.center)
