@@ -20,6 +20,7 @@ def fmt(value: float | None) -> str:
 
 
 def log_epoch(row: dict[str, Any], show: bool) -> None:
-    keys = ("loss", "acc", "nmi", "ari", "jsd", "confidence", "n_nonempty")
-    text = " ".join(f"{k}={fmt(row.get(k)) if k != 'n_nonempty' else row.get(k)}" for k in keys if k in row)
+    keys = ("loss", "acc", "nmi", "ari", "jsd", "confidence", "n_nonempty", "final_reseeds")
+    counts = ("n_nonempty", "final_reseeds")  # the end-of-run re-seeding's count is in the last row only
+    text = " ".join(f"{k}={fmt(row.get(k)) if k not in counts else int(row[k])}" for k in keys if k in row)
     print(f"epoch {row['epoch']:>4} step {row['step']:>6} {text}", flush=True, file=sys.stderr if show else sys.stdout)

@@ -21,7 +21,10 @@ not touch a cluster that any image chooses.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -118,6 +121,27 @@ class EmptyClusterReseeder(nn.Module):
             self.split_ready[cluster] = True
 
     @torch.no_grad()
+    def split(self, layer: nn.Linear, target: int, donor: int) -> None:
+        """Give row ``target`` of ``layer`` (the head's last Linear) half of cluster ``donor``: along
+        the donor's planned principal direction when one is ready, else a random one."""
+        offset = 0.0
+        if bool(self.split_ready[donor]):
+            scale = float(self.split_scales[donor])
+            delta = self.split_dirs[donor].to(layer.weight) / scale
+            offset = float(self.split_offsets[donor]) / scale
+        else:
+            generator = torch.Generator().manual_seed(7919 * int(self.reseeds) + 1)
+            direction = torch.randn(layer.weight.shape[1], generator=generator).to(layer.weight)
+            delta = SPLIT_SCALE * layer.weight[donor].norm() * direction / direction.norm()
+        layer.weight[target] = layer.weight[donor] + delta
+        layer.weight[donor] -= delta
+        if layer.bias is not None:
+            layer.bias[donor] -= math.log(2.0)
+            layer.bias[target] = layer.bias[donor] - offset
+            layer.bias[donor] += offset
+        self.reseeds += 1
+
+    @torch.no_grad()
     def step(self, head: nn.Module) -> list[tuple[int, int]]:
         """At the end of a window, split the largest clusters into the empty ones; call before the
         forward pass (parameters change in place). Returns the (empty, donor) pairs re-seeded."""
@@ -132,21 +156,100 @@ class EmptyClusterReseeder(nn.Module):
         layer = last_linear(head)
         pairs = list(zip(empty, donors, strict=False))
         for target, donor in pairs:
-            offset = 0.0
-            if bool(self.split_ready[donor]):
-                scale = float(self.split_scales[donor])
-                delta = self.split_dirs[donor].to(layer.weight) / scale
-                offset = float(self.split_offsets[donor]) / scale
-            else:
-                generator = torch.Generator().manual_seed(7919 * int(self.reseeds) + 1)
-                direction = torch.randn(layer.weight.shape[1], generator=generator).to(layer.weight)
-                delta = SPLIT_SCALE * layer.weight[donor].norm() * direction / direction.norm()
-            layer.weight[target] = layer.weight[donor] + delta
-            layer.weight[donor] -= delta
-            if layer.bias is not None:
-                layer.bias[donor] -= math.log(2.0)
-                layer.bias[target] = layer.bias[donor] - offset
-                layer.bias[donor] += offset
-            self.reseeds += 1
+            self.split(layer, target, donor)
         self.split_ready.zero_()
         return pairs
+
+
+@torch.no_grad()
+def fill_empty_clusters(head: nn.Module, h: Tensor, max_rounds: int = 30, donors_per_cluster: int = 8) -> int:
+    """Re-seed, on a whole data set without augmentation, the clusters no image chooses: the end of
+    a run's re-seeding (the ``reseed_final`` option of the methods with ``reseed_empty``).
+
+    During training the re-seeder counts augmented views over an epoch, so a cluster that empties in
+    the last epoch (at 100 clusters of 20 images one or two did, every epoch) ends the run empty.
+    Here the counts are every image's argmax under ``head`` (eval mode) on the backbone features
+    ``h`` (N, F). Each empty cluster takes half of one of the largest clusters, split along the
+    principal direction of all its members, as :class:`EmptyClusterReseeder` splits. No training
+    follows to undo a bad split, so a split is kept only if the empty cluster gains images and no
+    fewer clusters have images than before (else the next largest donor is tried, up to
+    ``donors_per_cluster``): the number of non-empty clusters never falls. A kept split may take the
+    one image of a small cluster (at 200 classes most did); a later round, with splits planned
+    afresh, fills that one. Rounds repeat while they keep a split, up to ``max_rounds``. Edits the
+    head's last Linear layer in place; returns the clusters re-seeded.
+    """
+    layer = last_linear(head)
+    num_clusters = layer.out_features
+    was_training = head.training
+    head.eval()
+    h = h.to(layer.weight)
+    features = last_linear_input(head, h)
+    # Only the last Linear changes: its inputs are fixed, and a split recomputes two logit columns.
+    # (A head with layers after it, e.g. UCCC's logit normalisation, is run whole instead.)
+    plain = next(reversed(list(head.children())), None) is layer
+
+    def logits() -> Tensor:
+        return features @ layer.weight.T + (layer.bias if layer.bias is not None else 0.0) if plain else head(h)
+
+    def columns(rows: list[int]) -> Tensor:
+        out = features @ layer.weight[rows].T
+        return out + layer.bias[rows] if layer.bias is not None else out
+
+    done = 0
+    try:
+        for _ in range(max_rounds):
+            current = logits()
+            sizes = torch.bincount(current.argmax(dim=1), minlength=num_clusters)
+            empty = torch.nonzero(sizes == 0).flatten().tolist()
+            if not empty:
+                break
+            planner = EmptyClusterReseeder(num_clusters, len(h), layer.in_features).to(layer.weight.device)
+            planner.observe(torch.softmax(current, dim=1), h, head)  # plans every cluster's split
+            donors = [d for d in torch.argsort(sizes, descending=True, stable=True).tolist() if sizes[d] >= 2]
+            progress = False
+            for target in empty:
+                for donor in donors[:donors_per_cluster]:
+                    rows = [target, donor]
+                    saved = layer.weight[rows].clone(), None if layer.bias is None else layer.bias[rows].clone()
+                    planner.split(layer, target, donor)
+                    trial = current.clone()
+                    if plain:
+                        trial[:, rows] = columns(rows)
+                    else:
+                        trial = logits()
+                    after = torch.bincount(trial.argmax(dim=1), minlength=num_clusters)
+                    if after[target] > 0 and (after > 0).sum() >= (sizes > 0).sum():
+                        current, sizes = trial, after
+                        donors.remove(donor)  # its planned direction is for its members before the split
+                        done, progress = done + 1, True
+                        break
+                    layer.weight[rows] = saved[0]
+                    if layer.bias is not None:
+                        layer.bias[rows] = saved[1]
+            if not progress:
+                break
+    finally:
+        head.train(was_training)
+    return done
+
+
+def reseed_at_end(reseeder: EmptyClusterReseeder | None, final: bool, head: nn.Module,
+                  embed: Callable[[], dict[str, Any]], attempts: int = 3) -> dict[str, float]:  # fmt: skip
+    """A method's ``on_train_end`` with ``reseed_empty`` (``reseeder`` not None) and ``reseed_final``
+    (``final``): :func:`fill_empty_clusters` on ``embed()``'s backbone features (the whole data set,
+    no augmentation). The fill counts in float32; ``embed`` (which the run's last evaluation uses)
+    may run in bfloat16 or float16, where an image on a boundary can choose the other side, so the
+    result is checked with ``embed`` and filled again, up to ``attempts`` times. Returns the metrics
+    row's entry, or nothing when either option is off."""
+    if reseeder is None or not final:
+        return {}
+    num_clusters, done = last_linear(head).out_features, 0
+    for _ in range(attempts):
+        emb = embed()
+        if np.unique(np.asarray(emb["probs"]).argmax(axis=1)).size == num_clusters:
+            break
+        filled = fill_empty_clusters(head, torch.from_numpy(np.asarray(emb["h"], dtype=np.float32)))
+        if not filled:
+            break
+        done += filled
+    return {"final_reseeds": float(done)}

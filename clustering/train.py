@@ -104,7 +104,9 @@ class TrainingLoop:
 
     # ------------------------------------------------------------------ evaluation and checkpoints
 
-    def evaluate(self) -> dict[str, Any]:
+    def evaluate(self, notes: dict[str, float] | None = None) -> dict[str, Any]:
+        """Metrics of the model on the whole data set into the run directory (``notes``: scalars of
+        the end-of-run hook for this row); saves ``best.pt`` when the best metric improved."""
         emb = self.trainer.embed()
         s = self.state
         fault_point("evaluation", s.step)
@@ -114,7 +116,8 @@ class TrainingLoop:
             metrics, predictions = evaluation_row(self.trainer.data, emb)
             row = {"epoch": s.epoch, "step": s.step, "time": time.time(), "elapsed": time.time() - self.start_time,
                    "lr": self.trainer.optimizer.param_groups[0]["lr"], **parts,
-                   **{k: metrics[k] for k in SCALAR_KEYS}, "cluster_sizes": metrics["cluster_sizes"]}  # fmt: skip
+                   **{k: metrics[k] for k in SCALAR_KEYS}, "cluster_sizes": metrics["cluster_sizes"],
+                   **(notes or {})}  # fmt: skip
             self.writer.append_metrics(row)
             self.writer.write_predictions(**predictions, step=np.int64(s.step))
             self.writer.append_history(s.step, s.epoch, predictions["cluster"], predictions["confidence"])
@@ -246,15 +249,15 @@ class TrainingLoop:
             s.epoch += 1
             s.batch_in_epoch = 0
             self.trainer.scheduler.step()
-            if s.epoch % cfg.eval_every == 0 or s.epoch == cfg.epochs:
+            halt, _ = self.agreed_halt(with_stop=False)
+            if halt or s.epoch == cfg.epochs:  # the last epoch: ``run`` finishes, evaluates and saves it
+                return "finished", HALT_REASONS[halt] if halt else "epochs done"
+            if s.epoch % cfg.eval_every == 0:
                 row = self.evaluate()
                 if self.is_main:
                     log_epoch(row, self.show)
             s.epoch_sums, s.epoch_batches = {}, 0
             self.save("last")
-            halt, _ = self.agreed_halt(with_stop=False)
-            if halt:
-                return "finished", HALT_REASONS[halt]
         return "finished", "epochs done"
 
     def run(self, fresh: bool, exit_after: bool = False) -> TrainResult:
@@ -268,8 +271,13 @@ class TrainingLoop:
             if fresh:
                 self.save("last")  # a run always has a checkpoint, even if stopped in its first step
             state, reason = self.fit()
-            if self.last_eval_step != s.step:
-                self.evaluate()
+            # A finished run's method may edit its model once (UCCC re-seeds the clusters left
+            # empty) before the evaluation and the checkpoint that the run ends with.
+            notes = self.trainer.finish(s.epoch) if state == "finished" else {}
+            if self.last_eval_step != s.step or any(notes.values()):
+                row = self.evaluate(notes)
+                if self.is_main:
+                    log_epoch(row, self.show)
             self.save("last")
             self.writer.set_status(state, step=s.step, epoch=s.epoch, reason=reason)
             if exit_after:  # written: from here a late signal has nothing to stop

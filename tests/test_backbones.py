@@ -59,3 +59,18 @@ def test_image_backbone_refuses_vectors() -> None:
 def test_cluster_model_needs_two_clusters() -> None:
     with pytest.raises(ValueError, match=">= 2"):
         ClusterModel(build_backbone("mlp", (4,)), num_clusters=1)
+
+
+def test_the_cluster_head_runs_in_float32_under_autocast() -> None:
+    """Under bf16 autocast the backbone runs in bf16 but the cluster head does not: its argmax is
+    the clustering, and the end-of-run re-seeding computes it in float32 from the same features."""
+    torch.manual_seed(0)
+    model = ClusterModel(build_backbone("cnn", (1, 16, 16), 16), num_clusters=50).eval()
+    x = torch.rand(64, 1, 16, 16)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    assert out.h.dtype == torch.bfloat16 and out.z.dtype == torch.bfloat16
+    assert out.logits.dtype == torch.float32 and out.probs.dtype == torch.float32
+    with torch.no_grad():
+        expected = model.cluster_head(out.h.float())
+    torch.testing.assert_close(out.logits, expected, rtol=1e-6, atol=1e-6)

@@ -711,3 +711,27 @@ def test_reseed_empty_splits_the_only_used_cluster_in_every_image_method(name: s
     with torch.no_grad():  # split along the members' principal direction: both halves get images
         chosen = method.model(small.inputs.float() / 255.0).logits.argmax(dim=1)
     assert set(chosen.tolist()) == {0, 3}
+
+
+@pytest.mark.parametrize("name", ["uccc", "cc", "sacc", "gcc"])
+@pytest.mark.parametrize("final", [True, False])
+def test_reseed_final_fills_every_empty_cluster_at_the_end_of_a_run(name: str, final: bool, digits: DataSet) -> None:
+    """Every image in one cluster: at the run's end ``reseed_final`` splits clusters into the nine
+    empty ones (over a few rounds: each round a donor splits once) until every cluster has images
+    of the clean data set; without it the hook changes nothing."""
+    from clustering.reseed import last_linear
+
+    method, _, _ = setup(name, digits, reseed_empty=True, reseed_final=final)
+    layer = last_linear(method.model.cluster_head)
+    with torch.no_grad():
+        layer.bias.zero_()
+        layer.bias[3] = 50.0
+    before = layer.weight.detach().clone()
+    context = EpochContext(epoch=5, device=DEVICE, num_samples=len(digits),
+                           embed=lambda: embed(method.model, digits.inputs, DEVICE))  # fmt: skip
+    notes = method.on_train_end(context)
+    clusters = embed(method.model, digits.inputs, DEVICE)["probs"].argmax(axis=1)
+    if final:
+        assert len(np.unique(clusters)) == 10 and set(notes) == {"final_reseeds"} and notes["final_reseeds"] >= 9
+    else:
+        assert notes == {} and torch.equal(layer.weight.detach(), before) and set(clusters.tolist()) == {3}

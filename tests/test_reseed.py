@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
-from clustering.reseed import EmptyClusterReseeder, last_linear
+from clustering.reseed import EmptyClusterReseeder, fill_empty_clusters, last_linear, reseed_at_end
 
 
 def head(num_clusters: int = 4, features: int = 8) -> nn.Sequential:
@@ -105,3 +106,83 @@ def test_a_donor_of_two_groups_is_split_between_them() -> None:
     chosen = head(h).argmax(dim=1)
     assert len(set(chosen[:20].tolist())) == 1 and len(set(chosen[20:].tolist())) == 1
     assert set(chosen.tolist()) == {0, 1}
+
+
+def three_groups_in_one_cluster() -> tuple[nn.Sequential, torch.Tensor]:
+    torch.manual_seed(0)
+    layer = nn.Linear(6, 3)
+    with torch.no_grad():
+        layer.bias.copy_(torch.tensor([20.0, 0.0, 0.0]))  # every image in cluster 0
+    centres = torch.tensor([[3.0, 0, 0, 0, 0, 0], [-3.0, 0, 0, 0, 0, 0], [0, 3.0, 0, 0, 0, 0]])
+    h = torch.cat([torch.randn(20, 6) * 0.1 + c for c in centres])
+    return nn.Sequential(layer), h
+
+
+def test_fill_empty_clusters_repeats_until_every_cluster_has_images() -> None:
+    """Two empty clusters and one donor of three groups: the first round splits the donor into one
+    empty cluster, the second the larger half into the other, each split along its members'
+    principal direction, so every group ends in a cluster of its own."""
+    model, h = three_groups_in_one_cluster()
+    assert model(h).argmax(dim=1).unique().tolist() == [0]
+    assert fill_empty_clusters(model, h) == 2
+    chosen = model(h).argmax(dim=1)
+    groups = [set(chosen[i : i + 20].tolist()) for i in (0, 20, 40)]
+    assert all(len(g) == 1 for g in groups), groups
+    assert set.union(*groups) == {0, 1, 2}
+
+
+def test_fill_empty_clusters_leaves_a_head_without_empty_clusters_alone() -> None:
+    model, h = three_groups_in_one_cluster()
+    fill_empty_clusters(model, h)
+    before = [p.clone() for p in model.parameters()]
+    model.train()
+    assert fill_empty_clusters(model, h) == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert model.training  # the head's mode is restored
+
+
+def test_fill_empty_clusters_stops_when_no_cluster_can_give() -> None:
+    """One image and three clusters: no donor has two members to split, so nothing changes."""
+    model, h = three_groups_in_one_cluster()
+    assert fill_empty_clusters(model, h[:1]) == 0
+
+
+def test_fill_empty_clusters_refuses_a_split_that_leaves_fewer_clusters_with_images() -> None:
+    """Cluster 0 holds two groups at x = -1 and x = +1, cluster 1 two images at (5, 0), cluster 3
+    two at (4, 3), cluster 2 none. Splitting cluster 0 along x gives cluster 2 the row (1, 0) with
+    bias 10 - log 2, which beats cluster 1 at (5, 0) (14.3 against 12.5) and cluster 3 at (4, 3)
+    (13.3 against 12): one cluster gained, two lost. With only that donor allowed nothing changes;
+    with more, whatever is kept leaves at least as many clusters with images as before."""
+    torch.manual_seed(0)
+    layer = nn.Linear(2, 4)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.0, 0.0], [2.5, 0.0], [0.0, 0.0], [0.0, 4.0]]))
+        layer.bias.copy_(torch.tensor([10.0, 0.0, -100.0, 0.0]))
+    model = nn.Sequential(layer)
+    points = [(-1.0, 0.0)] * 20 + [(1.0, 0.0)] * 20 + [(5.0, 0.0)] * 2 + [(4.0, 3.0)] * 2
+    h = torch.tensor(points) + torch.randn(44, 2) * 0.05
+    assert model(h).argmax(dim=1).tolist() == [0] * 40 + [1, 1, 3, 3]
+    before = [p.clone() for p in model.parameters()]
+    assert fill_empty_clusters(model, h, donors_per_cluster=1) == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    fill_empty_clusters(model, h)
+    assert len(model(h).argmax(dim=1).unique()) >= 3
+
+
+def test_reseed_at_end_checks_with_the_runs_own_embedding() -> None:
+    """Off (no re-seeder, or ``final`` false): nothing is computed. On: the embedding the run's last
+    evaluation uses decides whether clusters are empty, and is asked again after a fill."""
+    model, h = three_groups_in_one_cluster()
+    calls: list[int] = []
+
+    def embed() -> dict[str, np.ndarray]:
+        calls.append(1)
+        with torch.no_grad():
+            return {"probs": model(h).softmax(dim=1).numpy(), "h": h.numpy()}
+
+    reseeder = EmptyClusterReseeder(3, window=60, feature_dim=6)
+    assert reseed_at_end(None, True, model, embed) == {} and reseed_at_end(reseeder, False, model, embed) == {}
+    assert calls == []
+    assert reseed_at_end(reseeder, True, model, embed) == {"final_reseeds": 2.0}
+    assert len(calls) == 2  # filled, then checked: every cluster has images
+    assert reseed_at_end(reseeder, True, model, embed) == {"final_reseeds": 0.0} and len(calls) == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -150,3 +151,71 @@ def test_a_run_saved_before_a_parameter_existed_is_rebuilt_as_it_was_trained(tmp
     (older / "config.json").write_text(json.dumps(saved))
     assert uccc_strong_view(10)  # today's default for digits' 10 clusters (UCCCParams leaves it to the data)...
     assert load_run_config(older).method_params["strong_view"] is False  # ...is not what that run had
+
+
+def test_a_finished_run_re_seeds_its_empty_clusters_before_its_last_evaluation(tmp_path: Path) -> None:
+    """Two steps of Eq. 6 alone (no balance term) leave clusters empty; with ``reseed_final`` (the
+    default) the run's end fills them on the clean data set, and the final metrics row,
+    predictions.npz and last.pt all show the edited head. Without it, the same run ends with the
+    empty clusters."""
+    plain_params = {"reseed_final": False, "cc_weight": 0.0}
+    plain = train(small_config(tmp_path, max_steps=2, run_id="plain", method_params=plain_params), progress=False,
+                  data=DIGITS)  # fmt: skip
+    plain_row = read_metrics(plain.run_dir)[-1]
+    assert plain_row["n_nonempty"] < 10 and "final_reseeds" not in plain_row  # the case to fix
+
+    filled = train(small_config(tmp_path, max_steps=2, run_id="filled", method_params={"cc_weight": 0.0}),
+                   progress=False, data=DIGITS)  # fmt: skip
+    rows = read_metrics(filled.run_dir)
+    assert [r["step"] for r in rows] == [2]  # one evaluation, after the re-seeding
+    assert rows[-1]["n_nonempty"] == 10 and rows[-1]["final_reseeds"] > 0
+    preds = read_predictions(filled.run_dir)
+    assert len(np.unique(preds["cluster"])) == 10
+    # The two runs trained alike; last.pt differs only in the re-seeded rows of the head's last layer.
+    a = load_checkpoint(plain.run_dir / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(filled.run_dir / "checkpoints" / "last.pt")["model"]
+    changed = {key for key in a if not torch.equal(a[key], b[key])}
+    assert changed and changed <= {"model.cluster_head.2.weight", "model.cluster_head.2.bias"}, changed
+    rows_changed = (a["model.cluster_head.2.weight"] != b["model.cluster_head.2.weight"]).any(dim=1)
+    assert int(rows_changed.sum()) <= 2 * rows[-1]["final_reseeds"]  # each re-seed: the empty and its donor
+
+
+def test_a_stopped_run_is_not_re_seeded_at_its_end(tmp_path: Path) -> None:
+    """A stop is a pause (the run may be resumed), so the end-of-run hook waits for the real end."""
+
+    def stop_at_1(step: int, _parts: dict[str, float]) -> None:
+        if step == 1:
+            request_stop(tmp_path / "paused")
+
+    result = train(small_config(tmp_path, max_steps=4, run_id="paused"), progress=False, data=DIGITS,
+                   on_step=stop_at_1)  # fmt: skip
+    assert result.state == "stopped" and "final_reseeds" not in read_metrics(result.run_dir)[-1]
+    resumed = train(resume=result.run_dir, progress=False, data=DIGITS)
+    assert resumed.state == "finished" and "final_reseeds" in read_metrics(result.run_dir)[-1]
+
+
+def test_the_trainer_embeds_each_model_state_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An epoch's evaluation and the next epoch's hook share one embedding of the same weights; a
+    step, an epoch hook (which may edit the model) or a loaded checkpoint makes the next one anew."""
+    from clustering import trainer as trainer_module
+    from clustering.setup import prepare_data, resolve_config
+    from clustering.trainer import Trainer
+
+    calls: list[int] = []
+    real = trainer_module.embed_all
+    monkeypatch.setattr(trainer_module, "embed_all", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cfg = resolve_config(small_config(tmp_path, batch_size=64), DIGITS, "cpu")
+    trainer = Trainer(cfg, prepare_data(cfg, DIGITS), torch.device("cpu"))
+    first = trainer.embed()
+    assert trainer.embed() is first and len(calls) == 1
+    state = copy.deepcopy(trainer.state_dict()) | {"step": 0}  # state_dict holds the live tensors
+    trainer.step(torch.arange(64))
+    second = trainer.embed()
+    assert second is not first and len(calls) == 2
+    assert not np.array_equal(second["probs"], first["probs"])  # the step changed the model
+    trainer.start_epoch(1)
+    trainer.embed()
+    assert len(calls) == 3
+    trainer.load_state_dict(state)
+    np.testing.assert_array_equal(trainer.embed()["probs"], first["probs"])
+    assert len(calls) == 4

@@ -69,7 +69,9 @@ ABLATION_GROUPS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     # SACC's cluster loss beside Eq. 6 (README, "The absorbed minority styles").
     "cc-loss": [("Eq. 6 alone (paper)", {"cc_weight": 0.0}), ("Eq. 6 + CC's cluster loss", {"cc_weight": 1.0})],
     # Clusters that stay empty (README, "UCCC at 10 to 200 clusters").
-    "reseed": [("no reseeding", {"reseed_empty": False}), ("reseed empty", {"reseed_empty": True}),
+    "reseed": [("no reseeding", {"reseed_empty": False}),
+               ("reseed empty, not at the end", {"reseed_empty": True, "reseed_final": False}),
+               ("reseed empty (default)", {"reseed_empty": True}),
                ("reseed empty from 0.5", {"reseed_empty": True, "reseed_from": 0.5}),
                ("logit_norm until 0.5", {"logit_norm": True, "logit_norm_until": 0.5})],
     # Trainer options (TrainConfig fields) rather than UCCC parameters: see TRAIN_OPTIONS.

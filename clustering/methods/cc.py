@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
 from clustering.losses import balance_loss, cc_cluster_loss, nt_xent
 from clustering.methods.common import paper_adam_defaults, require_images
-from clustering.methods.registry import Batch, ClusterMethod, StepOutput, register_method
+from clustering.methods.registry import Batch, ClusterMethod, EpochContext, StepOutput, register_method
 from clustering.models import ClusterModel
-from clustering.reseed import maybe_reseeder
+from clustering.reseed import maybe_reseeder, reseed_at_end
 
 
 @dataclass
@@ -22,12 +23,17 @@ class CCParams:
     entropy: add log C - H(p) for each view (Eq. 6); off reproduces "CC without its entropy
         term", which the UCCC paper (Fig. 3) shows degenerating.
     reseed_empty: re-seed clusters that stay empty (:mod:`clustering.reseed`); not in the paper.
+    reseed_final: with ``reseed_empty``, re-seed the clusters still empty on the whole data set when
+        the run finishes (as UCCC's ``reseed_final``).
     """
 
     instance_temperature: float = 0.5
     cluster_temperature: float = 1.0
     entropy: bool = True
     reseed_empty: bool = False
+    reseed_final: bool = True
+    #: What runs saved before a parameter existed were trained with (``load_run_config``).
+    VALUE_BEFORE_ADDED: ClassVar[dict[str, Any]] = {"reseed_final": False}
 
     def validate(self) -> None:
         if self.instance_temperature <= 0 or self.cluster_temperature <= 0:
@@ -54,6 +60,9 @@ class CC(ClusterMethod):
         self.model = model
         self.params = params
         self.reseeder = maybe_reseeder(params.reseed_empty, model.cluster_head, num_samples)
+
+    def on_train_end(self, context: EpochContext) -> dict[str, float]:
+        return reseed_at_end(self.reseeder, self.params.reseed_final, self.model.cluster_head, context.embed)
 
     def training_step(self, batch: Batch) -> StepOutput:
         p = self.params

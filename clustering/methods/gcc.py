@@ -56,7 +56,7 @@ from clustering.methods.defaults import TrainDefaults
 from clustering.methods.registry import Batch, ClusterMethod, EpochContext, StepOutput, register_method
 from clustering.models import ClusterModel
 from clustering.neighbors import draw_neighbors, knn_indices
-from clustering.reseed import maybe_reseeder
+from clustering.reseed import maybe_reseeder, reseed_at_end
 
 
 @dataclass
@@ -76,6 +76,8 @@ class GCCParams:
     reseed_empty: re-seed clusters that stay empty (:mod:`clustering.reseed`); not in the paper,
         on by default since it kept GCC level or ahead on every set of the development suite and
         lifted it above k-means on 40 classes of 10 images (README); ``false`` is the paper.
+    reseed_final: with ``reseed_empty``, re-seed the clusters still empty on the whole data set when
+        the run finishes (as UCCC's ``reseed_final``).
 
     Backbone defaults (``train_defaults.by_backbone``): on ``cnn`` rgc_temperature is 0.5.
     """
@@ -91,8 +93,9 @@ class GCCParams:
     agc_cosine: bool = True
     instance_views: bool = False
     reseed_empty: bool = True
+    reseed_final: bool = True
     #: What runs saved before a parameter existed were trained with (``load_run_config``).
-    VALUE_BEFORE_ADDED: ClassVar[dict[str, Any]] = {"reseed_empty": False}
+    VALUE_BEFORE_ADDED: ClassVar[dict[str, Any]] = {"reseed_empty": False, "reseed_final": False}
 
     def validate(self) -> None:
         if self.neighbors < 1:
@@ -205,6 +208,9 @@ class GCC(ClusterMethod):
         return draw_neighbors(self.neighbors, indices, generator, self.params.include_self)
 
     # ------------------------------------------------------------------ step
+
+    def on_train_end(self, context: EpochContext) -> dict[str, float]:
+        return reseed_at_end(self.reseeder, self.params.reseed_final, self.model.cluster_head, context.embed)
 
     def training_step(self, batch: Batch) -> StepOutput:
         p = self.params

@@ -8,6 +8,7 @@ plus any state of its own (registered as buffers so checkpoints carry it), and i
 and optionally::
 
     on_epoch_start(context: EpochContext) -> None  # e.g. GCC rebuilds its kNN graph
+    on_train_end(context: EpochContext) -> dict     # e.g. UCCC re-seeds the clusters left empty
 
 Each method class declares ``name``, ``description``, a ``Params`` dataclass holding its own
 hyperparameters with the paper's defaults, and ``train_defaults`` (optimizer, lr, batch size,
@@ -118,7 +119,8 @@ class ClusterMethod(nn.Module):
 
     Subclasses set ``name``, ``description``, ``Params`` (a dataclass of their hyperparameters with
     the papers' defaults) and ``train_defaults``, and implement ``training_step``. They may override
-    ``on_epoch_start`` (a no-op here). ``input_kinds`` says which data kinds the method trains on.
+    ``on_epoch_start`` and ``on_train_end`` (no-ops here). ``input_kinds`` says which data kinds the
+    method trains on.
     """
 
     name: ClassVar[str]
@@ -146,6 +148,12 @@ class ClusterMethod(nn.Module):
 
     def on_epoch_start(self, context: EpochContext) -> None:
         """Called before each epoch's first step (not on a mid-epoch resume)."""
+
+    def on_train_end(self, context: EpochContext) -> dict[str, float]:
+        """Called once when a run finishes (its epochs or its budget done; not when it is stopped,
+        fails or is interrupted), before its final evaluation and checkpoint: a method may edit its
+        model here. Returns named scalars for that evaluation's metrics row."""
+        return {}
 
     def on_load(self) -> None:
         """Called before a checkpoint's state is loaded: drop anything derived from the buffers."""

@@ -49,5 +49,10 @@ class ClusterModel(nn.Module):
 
     def forward(self, x: Tensor) -> Outputs:
         h = self.backbone(self.normalize(x))
-        logits = self.cluster_head(h)
-        return Outputs(h=h, z=self.instance_head(h), logits=logits, probs=logits.float().softmax(dim=1))
+        # The cluster head in float32 under autocast (it is two small matmuls): its argmax is the
+        # clustering, and in bfloat16 (8 bits of mantissa) images near a boundary between two
+        # clusters chose differently from the float32 head that re-seeding computes with, so a
+        # cluster re-seeded at the end could be empty in the run's last evaluation.
+        with torch.autocast(h.device.type, enabled=False):
+            logits = self.cluster_head(h.float())
+        return Outputs(h=h, z=self.instance_head(h), logits=logits, probs=logits.softmax(dim=1))
