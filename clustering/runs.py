@@ -169,8 +169,10 @@ class RunWriter:
         self.set_status(self._status.get("state", "running"), **fields)
 
     def write_predictions(self, **arrays: np.ndarray) -> None:
+        # Uncompressed: float arrays shrink by 10-20% compressed, at 40x the time (0.3 s an
+        # evaluation at 4,000 images x 200 clusters, 6% of a 5-minute run that evaluates every epoch).
         with atomic_path(self.dir / PREDICTIONS_FILE) as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+            np.savez(fh, **arrays)
             fh.flush()
             fault_point("predictions")
 

@@ -186,3 +186,23 @@ def test_reseed_at_end_checks_with_the_runs_own_embedding() -> None:
     assert reseed_at_end(reseeder, True, model, embed) == {"final_reseeds": 2.0}
     assert len(calls) == 2  # filled, then checked: every cluster has images
     assert reseed_at_end(reseeder, True, model, embed) == {"final_reseeds": 0.0} and len(calls) == 3
+
+
+def test_the_two_column_update_decides_as_the_whole_head_does() -> None:
+    """The plain head's shortcut (only the two changed logit columns are recomputed) keeps exactly
+    the splits that recomputing the whole head keeps (a head with a layer after its last Linear
+    takes that path)."""
+    import copy
+
+    torch.manual_seed(1)
+    centres = torch.randn(6, 8) * 3
+    h = torch.cat([c + torch.randn(30, 8) * 0.5 for c in centres])
+    plain = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 6))
+    with torch.no_grad():
+        plain[2].bias.copy_(torch.tensor([8.0, 6.0, -50.0, -50.0, -50.0, 0.0]))
+    whole = nn.Sequential(*copy.deepcopy(list(plain.children())), nn.Identity())
+    assert len(plain(h).argmax(dim=1).unique()) < 6
+    assert fill_empty_clusters(plain, h) == fill_empty_clusters(whole, h) > 0
+    torch.testing.assert_close(plain[2].weight, whole[2].weight)
+    torch.testing.assert_close(plain[2].bias, whole[2].bias)
+    assert len(plain(h).argmax(dim=1).unique()) == 6
