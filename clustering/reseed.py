@@ -16,6 +16,10 @@ image of the big cluster now picks.
 The method's own loss then decides whether the split stays (if the two halves are one class, the
 graphs pull them back together and the row empties again). It adds no term to the loss and does
 not touch a cluster that any image chooses.
+
+When a run finishes, :func:`fill_empty_clusters` does the same once more on the whole data set
+without augmentation (counting every image, splitting along all of a donor's members), keeping
+only the splits that leave no fewer clusters with images, since no training follows to correct one.
 """
 
 from __future__ import annotations
@@ -192,7 +196,7 @@ def fill_empty_clusters(head: nn.Module, h: Tensor, max_rounds: int = 30, donors
         return features @ layer.weight.T + (layer.bias if layer.bias is not None else 0.0) if plain else head(h)
 
     def choices_after_split(current: Tensor, best: Tensor, chosen: Tensor, rows: list[int]
-                            ) -> tuple[Tensor | None, Tensor, Tensor]:  # fmt: skip
+                            ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
         """(new columns ``rows`` of the logits, or all of them for a head that is not plain; best
         logit; argmax) of every image once ``rows`` of the layer have changed. With the plain head
         only two columns change: an image of one of those clusters takes its best over the new
