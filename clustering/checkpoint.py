@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from clustering.errors import CheckpointError
+from clustering.errors import CheckpointError, ConfigError
 from clustering.faults import fault_point
-from clustering.runs import atomic_path
+from clustering.runs import atomic_path, checkpoint_path
 
 FORMAT = "cluster-studio-checkpoint"
 FORMAT_VERSION = 1
@@ -83,3 +83,11 @@ def restore_rng(state: dict[str, Any], augment_generator: torch.Generator) -> No
         augment_generator.set_state(state["augment"])
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_last_checkpoint(run_dir: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """``checkpoints/last.pt`` of the run in ``run_dir``, to resume it."""
+    last = checkpoint_path(run_dir, "last")
+    if last is None:
+        raise ConfigError(f"{str(run_dir)!r} has no checkpoints/last.pt to resume from")
+    return load_checkpoint(last, map_location=map_location)

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from clustering.errors import ConfigError
 from clustering.faults import fault_point
 from clustering.history import HistoryWriter, read_history
 
@@ -331,6 +332,16 @@ def read_predictions(run_dir: Path) -> dict[str, np.ndarray] | None:
         return None
     except Exception:  # zipfile.BadZipFile and friends from a half-written file
         return None
+
+
+def claim_run_dir(out: str | Path, run_id: str | None, method: str, dataset: str) -> str:
+    """The id of a new run under ``out`` (``run_id``, or a new random one); refuses a folder that
+    exists and is not empty. Called by rank 0 only (the ids are random)."""
+    run_id = run_id or new_run_id(method, dataset)
+    path = Path(out) / run_id
+    if path.exists() and any(path.iterdir()):
+        raise ConfigError(f"run directory {str(path)!r} already exists; pick another --run-id or --resume it")
+    return run_id
 
 
 def checkpoint_path(run_dir: Path, which: str = "last") -> Path | None:

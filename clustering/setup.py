@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from clustering import distributed
 from clustering.config import TrainConfig, versions
 from clustering.data import DataSet
 from clustering.data_defaults import (
@@ -176,4 +177,16 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     if config.method_params:  # a resolved config stores every parameter the method had then
         before = getattr(get_method(config.method).Params, "VALUE_BEFORE_ADDED", {})
         config.method_params = {**before, **config.method_params}
+    return config
+
+
+def resumed_config(run_dir: Path, overrides: dict[str, Any], world: int) -> TrainConfig:
+    """The saved config of the run in ``run_dir`` with ``overrides`` applied, for ``world`` processes.
+    Read by rank 0 and broadcast: other nodes need not see the run directory."""
+    config = distributed.on_main(lambda: load_run_config(run_dir))
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    config.world_size = world  # the run continues on this many processes
+    config.check()
+    split_batch(config, explicit=True)
     return config

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from clustering import distributed
-from clustering.checkpoint import load_checkpoint, save_checkpoint
+from clustering.checkpoint import load_last_checkpoint, save_checkpoint
 from clustering.config import TrainConfig
 from clustering.console import announce_data_defaults, fmt, log_epoch
 from clustering.data import DataSet, load_dataset
@@ -31,8 +31,8 @@ from clustering.evaluation import evaluate_run, evaluation_row
 from clustering.faults import fault_point
 from clustering.metrics import SCALAR_KEYS
 from clustering.projections import write_projections_after_run
-from clustering.runs import NullWriter, RunWriter, checkpoint_path, new_run_id
-from clustering.setup import load_run_config, pick_device, prepare_data, resolve_config, split_batch
+from clustering.runs import NullWriter, RunWriter, claim_run_dir
+from clustering.setup import pick_device, prepare_data, resolve_config, resumed_config
 from clustering.trainer import NonFiniteLoss, Trainer, epoch_permutation
 
 __all__ = ["StepCallback", "TrainResult", "evaluate_run", "train"]
@@ -338,7 +338,7 @@ def _train(config: TrainConfig | None, resume: str | Path | None, overrides: dic
     is_main, world, rank = distributed.is_main(), distributed.world_size(), distributed.rank()
     if resume is not None:
         run_dir = Path(resume)
-        config = _resumed_config(run_dir, overrides or {}, world)
+        config = resumed_config(run_dir, overrides or {}, world)
     elif config is None:
         raise ConfigError("train() needs a config or a run directory to resume")
     else:
@@ -355,7 +355,8 @@ def _train(config: TrainConfig | None, resume: str | Path | None, overrides: dic
                             label_column=config.label_column, num_clusters=config.num_clusters)  # fmt: skip
     if resume is None:
         config = resolve_config(config, data, device.type)
-        config.run_id = distributed.on_main(lambda: _claim_run_dir(config))
+        config.run_id = distributed.on_main(
+            lambda: claim_run_dir(config.out, config.run_id, config.method, config.dataset))
         run_dir = Path(config.out) / config.run_id
     trainer = Trainer(config, prepare_data(config, data), device, rank, world)
     if resume is None and is_main:
@@ -363,7 +364,7 @@ def _train(config: TrainConfig | None, resume: str | Path | None, overrides: dic
     writer = RunWriter(run_dir) if is_main else NullWriter(run_dir)
     state = Progress()
     if resume is not None:
-        ckpt = distributed.on_main(lambda: _read_last(run_dir, device if world == 1 else "cpu"))
+        ckpt = distributed.on_main(lambda: load_last_checkpoint(run_dir, device if world == 1 else "cpu"))
         trainer.load_state_dict(ckpt)
         state = Progress.from_checkpoint(ckpt)
         writer.clear_stop_request()
@@ -375,33 +376,6 @@ def _train(config: TrainConfig | None, resume: str | Path | None, overrides: dic
     writer.set_status("running", step=state.step, epoch=state.epoch, device=str(device), run_id=run_dir.name,
                       resumed=resume is not None, world_size=world)  # fmt: skip
     return loop.run(fresh=resume is None, exit_after=exit_after)
-
-
-def _resumed_config(run_dir: Path, overrides: dict[str, Any], world: int) -> TrainConfig:
-    # Read by rank 0 and broadcast: other nodes need not see the run directory.
-    config = distributed.on_main(lambda: load_run_config(run_dir))
-    for key, value in overrides.items():
-        setattr(config, key, value)
-    config.world_size = world  # the run continues on this many processes
-    config.check()
-    split_batch(config, explicit=True)
-    return config
-
-
-def _claim_run_dir(config: TrainConfig) -> str:
-    """Rank 0 names the run (ids are random) and checks the folder is free."""
-    run_id = config.run_id or new_run_id(config.method, config.dataset)
-    path = Path(config.out) / run_id
-    if path.exists() and any(path.iterdir()):
-        raise ConfigError(f"run directory {str(path)!r} already exists; pick another --run-id or --resume it")
-    return run_id
-
-
-def _read_last(run_dir: Path, map_location: Any) -> dict[str, Any]:
-    last = checkpoint_path(run_dir, "last")
-    if last is None:
-        raise ConfigError(f"{str(run_dir)!r} has no checkpoints/last.pt to resume from")
-    return load_checkpoint(last, map_location=map_location)
 
 
 os.environ.setdefault("KMP_WARNINGS", "0")
