@@ -72,6 +72,20 @@ INSTANCE_TEMPERATURE_FULL_UP_TO = 40
 #: against 0.265 / 0.273), where 5 minutes buy 35 epochs with it and 60 without. README, "UCCC at
 #: 10 to 200 clusters".
 STRONG_VIEW_UP_TO = 40
+#: SACC sums three of CC's cluster-level NT-Xent losses; each contrasts a cluster's column of
+#: probabilities over the batch with 2C - 2 other columns, at CC's tau_C = 1.0 (the papers keep it
+#: on every data set, from 10 to 200 clusters). The columns are non-negative, so their cosines lie
+#: in [0, 1], and a negative column as close as the positive (two clusters sharing a class) weighs
+#: only e^(1 / tau) times an unrelated one in the softmax's denominator: against 18 unrelated ones
+#: at 10 clusters but 198 at 100, so the push that separates such a pair thins out as C grows.
+#: ``cluster_contrast_temperature`` keeps its share at the 10-cluster value,
+#: e^(1 / tau) / (2C - 2) = e / 18. SACC at 100 classes of 20 images: 0.533 / 0.535 (seeds 0 / 1)
+#: against 0.456 at 1.0 (its embedding alone gave 0.65 by k-means: the head lagged, not the
+#: representation); level or ahead at 20 and 40 classes. CC's single loss lost at 40 classes with
+#: it (0.555 and 0.50 against 0.632 / 0.588) and gained little at 100, so CC keeps 1.0. README,
+#: "SACC's cluster contrast at many clusters".
+CC_CLUSTER_TEMPERATURE = 1.0
+CLUSTER_TEMPERATURE_REFERENCE_CLUSTERS = 10
 
 
 @dataclass(frozen=True)
@@ -215,6 +229,26 @@ def choose_instance_temperature(profile: DataProfile) -> Choice:
         return Choice(tau, f"{c} clusters (<= {full}): the paper's {tau:g}")
     return Choice(tau, f"{c} clusters: {paper:g} sqrt({full} / C) = {tau:g}, narrowing with the positive band "
                        "1 - 2t / C so that z spreads its classes apart inside it")  # fmt: skip
+
+
+def cluster_contrast_temperature(num_clusters: int) -> float:
+    """tau_C = 1 / (1 + ln((C - 1) / 9)) above 10 clusters, the paper's 1.0 up to 10, to three
+    decimals (20 -> 0.572, 40 -> 0.405, 100 -> 0.294, 200 -> 0.244; see CC_CLUSTER_TEMPERATURE)."""
+    ref = CLUSTER_TEMPERATURE_REFERENCE_CLUSTERS
+    if num_clusters <= ref:
+        return CC_CLUSTER_TEMPERATURE
+    return round(1.0 / (1.0 / CC_CLUSTER_TEMPERATURE + math.log((num_clusters - 1) / (ref - 1))), 3)
+
+
+def choose_cluster_temperature(profile: DataProfile) -> Choice:
+    """SACC's ``cluster_temperature`` from the number of clusters."""
+    c, ref = profile.num_classes, CLUSTER_TEMPERATURE_REFERENCE_CLUSTERS
+    tau = cluster_contrast_temperature(c)
+    if c <= ref:
+        return Choice(tau, f"{c} clusters (<= {ref}): the paper's {tau:g}")
+    return Choice(tau, f"{c} clusters: 1 / (1 + ln((C - 1) / {ref - 1})) = {tau:g}, so that a negative column as "
+                       f"close as the positive keeps the share of the cluster contrast it has at {ref} "
+                       "clusters and tau 1")  # fmt: skip
 
 
 def describe(choices: dict[str, Choice]) -> dict[str, dict[str, Any]]:

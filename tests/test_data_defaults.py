@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from clustering.data_defaults import (
     DataProfile,
     choose_batch_size,
     choose_cc_weight,
+    choose_cluster_temperature,
     choose_image_size,
     choose_instance_temperature,
     choose_strong_view,
@@ -134,6 +136,28 @@ def test_uccc_strong_view_up_to_40_clusters(folders: dict[str, Path]) -> None:
                           load_dataset("digits-pairs100"))  # a flag wins  # fmt: skip
     assert kept.method_params["strong_view"] is True and "strong_view" not in kept.data_defaults
     assert "strong_view" not in resolved(folders["faces"], method="sacc").data_defaults  # SACC always has it
+
+
+def test_sacc_cluster_contrast_temperature_sharpens_with_the_clusters(folders: dict[str, Path]) -> None:
+    def tau(c: int) -> float:
+        return choose_cluster_temperature(DataProfile("image", 1, 16, 100 * c, c)).value
+
+    assert tau(2) == tau(10) == 1.0  # CC's paper value, set on 10 clusters
+    assert 1.0 > tau(11) > tau(20) > tau(40) > tau(100) > tau(200) > tau(1000) > 0
+    for c in (20, 40, 100, 200):  # a duplicate column keeps its 10-cluster share of the denominator
+        assert math.exp(1 / tau(c)) / (2 * c - 2) == pytest.approx(math.e / 18, rel=0.01)
+    faces = resolved(folders["faces"], method="sacc")  # 40 classes
+    assert faces.method_params["cluster_temperature"] == tau(40)
+    assert "ln((C - 1) / 9)" in faces.data_defaults["cluster_temperature"]["reason"]
+    ten = resolved(folders["gray16"], method="sacc")  # 10 classes
+    assert ten.method_params["cluster_temperature"] == 1.0
+    assert "the paper's" in ten.data_defaults["cluster_temperature"]["reason"]
+    kept = resolved(folders["faces"], method="sacc", method_params={"cluster_temperature": 1.0})  # a flag wins
+    assert kept.method_params["cluster_temperature"] == 1.0 and "cluster_temperature" not in kept.data_defaults
+    cc = resolved(folders["faces"], method="cc")  # CC keeps its paper's 1.0 (it lost at 40 classes, README)
+    assert "cluster_temperature" not in cc.data_defaults and cc.method_params["cluster_temperature"] == 1.0
+    uccc = resolved(folders["faces"])  # UCCC's own cluster temperature (Eq. 6's cosine variant) is not this rule
+    assert "cluster_temperature" not in uccc.data_defaults and uccc.method_params["cluster_temperature"] == 0.3
 
 
 def test_cc_weight_rule_over_images_per_cluster() -> None:
