@@ -169,33 +169,6 @@ def test_cc_entropy_switch(digits: DataSet) -> None:
     assert float(a.parts["balance"]) > 0
 
 
-def test_sacc_cluster_contrast_runs_at_the_temperature_chosen_from_the_clusters(
-    digits: DataSet, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from clustering.data_defaults import cluster_contrast_temperature
-
-    name, module = "sacc", sacc_module
-    config = resolve_config(TrainConfig(method=name, dataset="digits", batch_size=16, num_clusters=100), digits)
-    chosen = cluster_contrast_temperature(100)
-    assert config.method_params["cluster_temperature"] == chosen < 0.3  # 1 / (1 + ln(99 / 9))
-    method = build_method(config, digits, DEVICE)
-    unset = type(method)(method.model, type(method.params)(), len(digits))  # built without the rule
-    assert method.cluster_temperature == unset.cluster_temperature == chosen
-    taus = []
-    real = module.cc_cluster_loss
-    monkeypatch.setattr(module, "cc_cluster_loss", lambda a, b, tau, entropy: taus.append(tau) or real(a, b, tau,
-                                                                                                        entropy))
-    one_step(method, config, ViewMaker(config, digits, DEVICE), digits)
-    assert taus and set(taus) == {chosen}  # every cluster-level pair
-    explicit = resolve_config(TrainConfig(method=name, dataset="digits", num_clusters=100,
-                                          method_params={"cluster_temperature": 1.0}), digits)  # fmt: skip
-    assert build_method(explicit, digits, DEVICE).cluster_temperature == 1.0
-    assert build_method(resolve_config(TrainConfig(method=name, dataset="digits"), digits), digits,
-                        DEVICE).cluster_temperature == 1.0  # 10 clusters: the paper's  # fmt: skip
-    cc = resolve_config(TrainConfig(method="cc", dataset="digits", num_clusters=100), digits)
-    assert cc.method_params["cluster_temperature"] == 1.0  # CC keeps its paper's value (README)
-
-
 # ----------------------------------------------------------------------------- SACC
 
 
@@ -474,6 +447,32 @@ def test_uccc_cc_weight_adds_ccs_cluster_loss_on_each_view_pair(strong: bool, di
     assert "loss_cc" not in one_step(plain, config, views, digits).parts
     with pytest.raises(ValueError, match="cc_weight"):
         setup("uccc", digits, cc_weight=-1.0)
+
+
+def test_sacc_cluster_contrast_runs_at_the_temperature_chosen_from_the_clusters(
+    digits: DataSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clustering.data_defaults import cluster_contrast_temperature
+
+    config = resolve_config(TrainConfig(method="sacc", dataset="digits", batch_size=16, num_clusters=100), digits)
+    chosen = cluster_contrast_temperature(100)
+    assert config.method_params["cluster_temperature"] == chosen < 0.3  # 1 / (1 + ln(99 / 9))
+    method = build_method(config, digits, DEVICE)
+    unset = type(method)(method.model, type(method.params)(), len(digits))  # built without the rule
+    assert method.cluster_temperature == unset.cluster_temperature == chosen
+    taus = []
+    real = sacc_module.cc_cluster_loss
+    monkeypatch.setattr(sacc_module, "cc_cluster_loss", lambda a, b, tau, entropy: taus.append(tau)
+                        or real(a, b, tau, entropy))  # fmt: skip
+    one_step(method, config, ViewMaker(config, digits, DEVICE), digits)
+    assert taus == [chosen] * 3  # all three cluster-level view pairs
+    explicit = resolve_config(TrainConfig(method="sacc", dataset="digits", num_clusters=100,
+                                          method_params={"cluster_temperature": 1.0}), digits)  # fmt: skip
+    assert build_method(explicit, digits, DEVICE).cluster_temperature == 1.0
+    assert build_method(resolve_config(TrainConfig(method="sacc", dataset="digits"), digits), digits,
+                        DEVICE).cluster_temperature == 1.0  # 10 clusters: the paper's  # fmt: skip
+    cc = resolve_config(TrainConfig(method="cc", dataset="digits", num_clusters=100), digits)
+    assert cc.method_params["cluster_temperature"] == 1.0  # CC keeps its paper's value (README)
 
 
 def test_sacc_sigma_weights_the_cluster_losses(digits: DataSet) -> None:
