@@ -98,6 +98,7 @@ class DataProfile:
     native_size: int | None  # the shorter side of the images as loaded
     num_samples: int
     num_classes: int
+    channels_note: str | None = None  # how the channels were decided, where the files' modes did not say
 
     @classmethod
     def of(cls, data: DataSet, num_clusters: int | None = None) -> DataProfile:
@@ -106,7 +107,8 @@ class DataProfile:
             size = int(data.meta.get("native_size") or min(data.inputs.shape[-2:]))
         else:
             channels, size = None, None
-        return cls(data.kind, channels, size, len(data), int(num_clusters or data.num_classes))
+        return cls(data.kind, channels, size, len(data), int(num_clusters or data.num_classes),
+                   data.meta.get("channels_note"))
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,8 @@ def choose_image_size(profile: DataProfile, device_type: str, backbone: str = "c
 
 def choose_augment(profile: DataProfile) -> Choice:
     if profile.channels == 1:
-        return Choice("digits", "grayscale: crops, small rotations and shifts, noise and cutout; no flips or "
+        gray = f"grayscale ({profile.channels_note})" if profile.channels_note else "grayscale"
+        return Choice("digits", f"{gray}: crops, small rotations and shifts, noise and cutout; no flips or "
                                 "colour operations (preset 'digits')")  # fmt: skip
     return Choice("natural", f"{profile.channels} channels: SimCLR crops, flips and colour jitter (preset "
                              "'natural'; blur from 64 px)")  # fmt: skip

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clustering.errors import ConfigError
+from clustering.schedules import SCHEDULES
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ FIELD_RULES: dict[str, Choices | Range] = {
     "backbone": Choices(_backbones, "backbone"),
     "device": Choices(("auto", "cpu", "cuda"), "device"),
     "optimizer": Choices(("adam", "sgd"), "optimizer"),
-    "scheduler": Choices(("none", "cosine"), "scheduler"),
+    "scheduler": Choices(SCHEDULES, "scheduler"),
     "amp": Choices(("auto", "on", "off"), "amp mode"),
     "best_metric": Choices(("loss", "acc", "nmi", "ari"), "best metric"),
     "projections": Choices(("umap+tsne", "umap", "tsne", "none"), "projections"),

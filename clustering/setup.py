@@ -31,6 +31,7 @@ from clustering.errors import ConfigError
 from clustering.methods import get_method, resolve_params
 from clustering.models import ClusterModel, build_backbone
 from clustering.runs import read_config
+from clustering.schedules import ProgressSchedule
 
 
 def pick_device(requested: str) -> torch.device:
@@ -153,10 +154,10 @@ def build_optimizer(config: TrainConfig, params: Any) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-    if config.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config.epochs))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _epoch: 1.0)
+def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> ProgressSchedule:
+    """The learning rate over the run's progress (:mod:`clustering.schedules`)."""
+    assert config.scheduler is not None and config.lr is not None, "resolve_config fills scheduler and lr"
+    return ProgressSchedule(optimizer, config.scheduler, config.lr)
 
 
 def seed_everything(seed: int) -> None:

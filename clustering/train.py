@@ -248,7 +248,6 @@ class TrainingLoop:
                 return "finished", HALT_REASONS[halt]
             s.epoch += 1
             s.batch_in_epoch = 0
-            self.trainer.scheduler.step()
             halt, _ = self.agreed_halt(with_stop=False)
             if halt or s.epoch == cfg.epochs:  # the last epoch: ``run`` finishes, evaluates and saves it
                 return "finished", HALT_REASONS[halt] if halt else "epochs done"

@@ -104,7 +104,8 @@ class Trainer:
 
     def step(self, indices: Tensor, progress: float = 0.0) -> dict[str, float]:
         """One optimiser step on the global batch ``indices`` (data-set positions, (N,)); ``progress``
-        is how far the run is, in [0, 1] (the self-labelling stage starts from it).
+        is how far the run is, in [0, 1] (the learning-rate schedule and the self-labelling stage
+        follow it).
 
         Returns the float loss and its named parts. Raises :class:`NonFiniteLoss` (before any
         update) when the loss is NaN or infinite.
@@ -119,6 +120,7 @@ class Trainer:
         if not torch.isfinite(loss):
             raise NonFiniteLoss(f"loss became {loss.item()}")
         self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.apply(progress)
         self.scaler.scale(loss).backward()
         fault_point("step", self.steps_done + 1)
         self.scaler.step(self.optimizer)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from clustering.data.base import DataError, DataSet, DataSourceSpec, register_source, require_root
+from clustering.data.image_files import IMAGE_SUFFIXES, common_size, read_images
 
 SPLITS = ("train", "test", "both")
 
@@ -116,25 +117,9 @@ def load_mnist_test(root: str | Path | None = None, split: str = "test", **_: ob
 # ----------------------------------------------------------------------------- ImageFolder
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-
 #: Images larger than this are decoded at this size when no size is asked for: a folder of 10,000
 #: photos at full resolution would not fit in memory, and no default trains above it.
 MAX_NATIVE_LOAD = 128
-
-
-def common_size(paths: list[Path], sample: int = 64) -> int:
-    """The most common shorter side among the first ``sample`` images (read from headers only)."""
-    from collections import Counter
-
-    from PIL import Image
-
-    sizes = Counter()
-    for path in paths[:sample]:
-        with Image.open(path) as img:
-            sizes[min(img.size)] += 1
-    return sizes.most_common(1)[0][0]
 
 
 def load_imagefolder(
@@ -149,9 +134,9 @@ def load_imagefolder(
     Images are decoded and resized to ``image_size`` once, at load; without one, to the folder's
     most common size (at most ``MAX_NATIVE_LOAD``), kept in ``meta["native_size"]``.
     ``classes_file`` (one class folder name per line) picks a subset, as ImageNet-10 / ImageNet-Dogs do.
+    One channel when every image is gray, whatever its file's mode (:mod:`clustering.data.image_files`;
+    ``meta["channels_note"]`` says so when colour files held gray pictures).
     """
-    from PIL import Image
-
     folder = require_root(root, "imagefolder")
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir())
     if classes_file is not None:
@@ -167,20 +152,12 @@ def load_imagefolder(
     else:
         files = [(p, -1) for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
     if len(files) < 2:
-        raise DataError(f"found {len(files)} images under {str(folder)!r}; expected <class>/<image> files")
+        seen = sorted({p.suffix.lower() for p in folder.rglob("*") if p.is_file()})[:10]
+        raise DataError(f"found {len(files)} images under {str(folder)!r}; expected <class>/<image> files with one "
+                        f"of the suffixes {', '.join(IMAGE_SUFFIXES)} (found: {', '.join(seen) or 'no files'})")
     native = common_size([p for p, _ in files])
     image_size = image_size or min(native, MAX_NATIVE_LOAD)
-    with Image.open(files[0][0]) as first:
-        mode = "L" if first.mode in ("L", "1", "I;16") else "RGB"
-    channels = 1 if mode == "L" else 3
-    images = np.empty((len(files), image_size, image_size, channels), dtype=np.uint8)
-    for i, (path, _label) in enumerate(files):
-        with Image.open(path) as img:
-            img = img.convert(mode)
-            if img.size != (image_size, image_size):
-                img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
-            arr = np.asarray(img)
-            images[i] = arr[..., None] if arr.ndim == 2 else arr
+    images, channels_note = read_images([p for p, _ in files], image_size)
     labels = np.array([lab for _, lab in files], dtype=np.int64)
     has_labels = bool(class_dirs)
     return DataSet(
@@ -189,7 +166,8 @@ def load_imagefolder(
         class_names=[d.name for d in class_dirs],
         name="imagefolder",
         num_classes=len(class_dirs) if has_labels else 10,
-        meta={"files": [str(p.relative_to(folder)) for p, _ in files], "native_size": native},
+        meta={"files": [str(p.relative_to(folder)) for p, _ in files], "native_size": native,
+              "channels_note": channels_note},
     )
 
 

@@ -1,0 +1,84 @@
+"""Reading an ImageFolder's files: formats, and the channels the pictures really have."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clustering.config import TrainConfig
+from clustering.data import DataError, load_dataset
+from clustering.data.image_files import GRAY_TOLERANCE, channel_spread, read_images
+from clustering.setup import resolve_config
+
+
+def write(path: Path, pixels: np.ndarray, **save: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, **save)
+    return path
+
+
+def test_netpbm_faces_load_at_their_shorter_side(tmp_path: Path) -> None:
+    # The AT&T / ORL faces: 92 x 112 .pgm files, one folder per subject.
+    rng = np.random.default_rng(0)
+    for subject in range(3):
+        for shot in range(2):
+            write(tmp_path / f"s{subject}" / f"{shot}.pgm", rng.integers(0, 256, (112, 92), dtype=np.uint8))
+    data = load_dataset("imagefolder", root=tmp_path)
+    assert data.inputs.shape == (6, 1, 92, 92) and data.meta["native_size"] == 92
+    assert data.meta["channels_note"] is None  # the files said gray themselves
+
+
+def test_gray_pictures_in_colour_files_load_as_one_channel_and_get_grayscale_defaults(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    for c in range(4):
+        for i in range(5):
+            gray = rng.integers(0, 256, (48, 48), dtype=np.uint8)
+            write(tmp_path / f"c{c}" / f"{i}.jpg", np.stack([gray] * 3, axis=-1), quality=90)
+    data = load_dataset("imagefolder", root=tmp_path)
+    assert data.inputs.shape == (20, 1, 48, 48)
+    assert "20 of 20 files are colour images" in data.meta["channels_note"]
+    cfg = resolve_config(TrainConfig(dataset="imagefolder", root=str(tmp_path)), data, "cpu")
+    assert cfg.augment == "digits" and cfg.image_size == 16  # not colour jitter and flips at 24 px
+    assert "colour images whose channels agree" in cfg.data_defaults["augment"]["reason"]
+
+
+def test_one_gray_first_file_does_not_turn_a_colour_folder_gray(tmp_path: Path) -> None:
+    write(tmp_path / "a" / "0.png", np.full((16, 16), 100, np.uint8))  # mode L, sorted first
+    write(tmp_path / "a" / "1.png", np.full((16, 16, 3), (200, 10, 10), np.uint8))
+    data = load_dataset("imagefolder", root=tmp_path)
+    assert data.inputs.shape == (2, 3, 16, 16)
+    assert data.inputs[1, :, 0, 0].tolist() == [200, 10, 10] and data.inputs[0, :, 0, 0].tolist() == [100] * 3
+
+
+def test_sixteen_bit_files_are_scaled_not_clipped(tmp_path: Path) -> None:
+    wide = np.linspace(0, 65535, 16 * 16).reshape(16, 16).astype(np.uint16)
+    write(tmp_path / "a" / "0.png", wide)
+    write(tmp_path / "a" / "1.png", wide // 2)
+    data = load_dataset("imagefolder", root=tmp_path)
+    first = data.inputs[0, 0].numpy()
+    assert data.inputs.shape == (2, 1, 16, 16)
+    assert first.max() == 255 and first.min() == 0 and 120 <= np.median(first) <= 135  # a ramp, not white
+    assert data.inputs[1, 0].numpy().max() == 255  # each file by its own peak (documented)
+
+
+def test_channel_spread_and_tolerance_by_hand(tmp_path: Path) -> None:
+    pixels = np.zeros((2, 2, 3), np.uint8)
+    pixels[1, 1] = (10, 10 + GRAY_TOLERANCE, 10)
+    assert channel_spread(pixels) == GRAY_TOLERANCE
+    write(tmp_path / "near.png", pixels)
+    pixels[0, 0] = (0, 0, GRAY_TOLERANCE + 1)
+    write(tmp_path / "far.png", pixels)
+    near, note = read_images([tmp_path / "near.png"], 2)
+    assert near.shape == (1, 2, 2, 1) and note is not None and near[0, 1, 1, 0] == 11  # the mean, rounded
+    far, note = read_images([tmp_path / "near.png", tmp_path / "far.png"], 2)
+    assert far.shape == (2, 2, 2, 3) and note is None
+
+
+def test_a_folder_without_images_names_the_suffixes(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "scan.dcm").write_bytes(b"DICM")
+    with pytest.raises(DataError, match=r"\.pgm.*found: \.dcm"):
+        load_dataset("imagefolder", root=tmp_path)
