@@ -1,9 +1,10 @@
 """Training defaults chosen from the data's shape: image size, augmentation, backbone, batch size.
 
 A researcher's own folder must give a sensible run with no flags, so nothing here is tuned to one
-data set: every choice is a rule on what the data looks like (channels, native size, N, C) and on
-the machine that trains it, and comes with the reason it was made. ``resolve_config`` applies a
-choice only where the user left the field unset; ``config.json`` keeps the choices and reasons.
+data set: every choice is a rule on what the data looks like (channels, native size, N, C, whether
+its mirror images belong to it) and on the machine that trains it, and comes with the reason it was
+made. ``resolve_config`` applies a choice only where the user left the field unset; ``config.json``
+keeps the choices and reasons.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from clustering.data import DataSet
+from clustering.data.mirror import MIRROR_SHARE_FOR_FLIPS, mirror_share
 
 #: The small CNN's working range on a CPU. Its cost grows with the pixel count (README, speed): its
 #: first stage runs at the input resolution, so 32 px costs 1.8x a step at 24 px and 2.6x one at
@@ -99,16 +101,18 @@ class DataProfile:
     num_samples: int
     num_classes: int
     channels_note: str | None = None  # how the channels were decided, where the files' modes did not say
+    mirror_share: float | None = None  # clustering.data.mirror: do the images' mirror images belong to the set?
 
     @classmethod
     def of(cls, data: DataSet, num_clusters: int | None = None) -> DataProfile:
         if data.kind == "image":
             channels = int(data.inputs.shape[1])
             size = int(data.meta.get("native_size") or min(data.inputs.shape[-2:]))
+            mirror = round(mirror_share(data.inputs), 3) if channels == 1 and len(data) >= 2 else None
         else:
-            channels, size = None, None
+            channels, size, mirror = None, None, None
         return cls(data.kind, channels, size, len(data), int(num_clusters or data.num_classes),
-                   data.meta.get("channels_note"))
+                   data.meta.get("channels_note"), mirror)
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,14 @@ def choose_image_size(profile: DataProfile, device_type: str, backbone: str = "c
 def choose_augment(profile: DataProfile) -> Choice:
     if profile.channels == 1:
         gray = f"grayscale ({profile.channels_note})" if profile.channels_note else "grayscale"
-        return Choice("digits", f"{gray}: crops, small rotations and shifts, noise and cutout; no flips or "
+        share, bar = profile.mirror_share, MIRROR_SHARE_FOR_FLIPS
+        if share is not None and share >= bar:
+            return Choice("gray-flip", f"{gray}, and its mirror images belong to it ({share:.0%} of mirrored images "
+                                       f"lie as close to another image as the image itself; >= {bar:.0%}): crops, "
+                                       "small rotations and shifts, noise, cutout and horizontal flips; no colour "
+                                       "operations (preset 'gray-flip')")  # fmt: skip
+        mirrored = "" if share is None else f", whose mirror images are foreign to it ({share:.0%} < {bar:.0%})"
+        return Choice("digits", f"{gray}{mirrored}: crops, small rotations and shifts, noise and cutout; no flips or "
                                 "colour operations (preset 'digits')")  # fmt: skip
     return Choice("natural", f"{profile.channels} channels: SimCLR crops, flips and colour jitter (preset "
                              "'natural'; blur from 64 px)")  # fmt: skip

@@ -13,7 +13,7 @@ def _images(n: int = 8, c: int = 3, size: int = 16) -> torch.Tensor:
     return torch.randint(0, 256, (n, c, size, size), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
 
 
-@pytest.mark.parametrize("name,channels", [("digits", 1), ("natural", 3), ("natural-large", 3)])
+@pytest.mark.parametrize("name,channels", [("digits", 1), ("gray-flip", 1), ("natural", 3), ("natural-large", 3)])
 def test_presets_keep_shape_and_range(name: str, channels: int) -> None:
     x = _images(c=channels, size=32)
     out = weak_augment(x, preset(name), torch.Generator().manual_seed(1))

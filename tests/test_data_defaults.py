@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from clustering.augment import preset
 from clustering.config import TrainConfig
 from clustering.data import load_dataset
 from clustering.data_defaults import (
@@ -28,15 +30,24 @@ from clustering.data_defaults import (
 from clustering.setup import resolve_config
 
 
-def make_folder(root: Path, classes: int, per_class: int, size: int, colour: bool, seed: int = 0) -> Path:
-    """An ImageFolder of ``classes`` x ``per_class`` random PNGs of ``size`` px."""
+def make_folder(root: Path, classes: int, per_class: int, size: int, colour: bool, seed: int = 0,
+                mirrored: bool = False) -> Path:
+    """An ImageFolder of ``classes`` x ``per_class`` random PNGs of ``size`` px. Grayscale ones are
+    brighter on the left, as glyphs are lopsided, so their mirror images are foreign to the set;
+    ``mirrored`` mirrors every second image of a class (a turntable's far side)."""
     rng = np.random.default_rng(seed)
+    ramp = np.linspace(255, 0, size)[None, :]  # bright left edge, dark right edge
     for c in range(classes):
         folder = root / f"class{c:02d}"
         folder.mkdir(parents=True)
         for i in range(per_class):
-            shape = (size, size, 3) if colour else (size, size)
-            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(folder / f"{i}.png")
+            if colour:
+                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            else:
+                pixels = (0.6 * ramp + 0.4 * rng.integers(0, 256, (size, size))).astype(np.uint8)
+                if mirrored and i % 2:
+                    pixels = pixels[:, ::-1]
+            Image.fromarray(np.ascontiguousarray(pixels)).save(folder / f"{i}.png")
     return root
 
 
@@ -48,6 +59,7 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "colour96": make_folder(base / "colour96", 10, 10, 96, colour=True),
         "faces": make_folder(base / "faces", 40, 10, 32, colour=False),  # 400 images x 40 classes
         "many": make_folder(base / "many", 2, 100, 8, colour=False),  # 100 images per class
+        "turntable": make_folder(base / "turntable", 4, 10, 32, colour=False, mirrored=True),
     }
 
 
@@ -63,6 +75,17 @@ def test_grayscale_16px_keeps_its_size_and_gets_no_flips_or_colour(folders: dict
     assert set(cfg.data_defaults) == {"image_size", "augment", "backbone", "batch_size", "cc_weight",
                                       "instance_temperature", "strong_view"}  # fmt: skip
     assert "grayscale" in cfg.data_defaults["augment"]["reason"]
+    assert "mirror images are foreign" in cfg.data_defaults["augment"]["reason"]
+
+
+def test_grayscale_whose_mirror_images_belong_to_it_gets_flips_and_no_colour(folders: dict[str, Path]) -> None:
+    cfg = resolved(folders["turntable"])
+    assert (cfg.image_size, cfg.augment) == (16, "gray-flip")
+    assert "mirror images belong to it" in cfg.data_defaults["augment"]["reason"]
+    flipping = preset("gray-flip")
+    assert flipping.hflip == 0.5 and flipping.jitter == 0.0 and flipping.grayscale == 0.0
+    assert dataclasses.replace(flipping, hflip=0.0) == preset("digits")  # the handwriting preset plus flips
+    assert resolved(folders["turntable"], augment="digits").augment == "digits"  # a flag wins
 
 
 def test_colour_96px_is_reduced_on_a_cpu_and_kept_on_a_gpu(folders: dict[str, Path]) -> None:
@@ -187,7 +210,7 @@ def test_image_size_rule_over_native_sizes() -> None:
 def test_unknown_augmentation_and_backbone_list_the_valid_ones(folders: dict[str, Path]) -> None:
     from clustering.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="valid: digits, natural, natural-large, none"):
+    with pytest.raises(ConfigError, match="valid: digits, gray-flip, natural, natural-large, none"):
         resolved(folders["gray16"], augment="foo")
     with pytest.raises(ConfigError, match="valid: cnn, mlp, resnet18, resnet34"):
         resolved(folders["gray16"], backbone="foo")

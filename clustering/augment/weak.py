@@ -53,6 +53,12 @@ PRESETS: dict[str, WeakAugment] = {
         crop_scale=(0.6, 1.0), rotation=15.0, translate=1 / 16, hflip=0.0, jitter=0.0,
         grayscale=0.0, noise=0.05, cutout=0.5, cutout_size=0.3,
     ),
+    # Grayscale shapes whose mirror images belong to the data (a turntable's far side, faces,
+    # clothing): the handwriting preset plus horizontal flips, still no colour operations.
+    "gray-flip": WeakAugment(
+        crop_scale=(0.6, 1.0), rotation=15.0, translate=1 / 16, hflip=0.5, jitter=0.0,
+        grayscale=0.0, noise=0.05, cutout=0.5, cutout_size=0.3,
+    ),
     # SimCLR / CC on small natural images (CIFAR): crop, flip, colour jitter, grayscale.
     "natural": WeakAugment(crop_scale=(0.2, 1.0), jitter_strength=(0.4, 0.4, 0.4, 0.1)),
     # Large natural images (STL-10, ImageNet subsets): add Gaussian blur as SimCLR does.
