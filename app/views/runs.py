@@ -184,7 +184,9 @@ with st.form("launch_form"):
     c1, c2, c3 = st.columns(3)
     backbone = c1.selectbox("Backbone", ["auto", "cnn", "resnet18", "resnet34", "mlp"])
     image_size = c2.number_input("Image size in px (0 = from the data)", min_value=0, value=0, step=4)
-    augment = c3.selectbox("Augmentation", ["auto", *launch.AUGMENT_PRESETS], help="auto: from the data's channels")
+    augment = c3.selectbox("Augmentation", ["auto", *launch.AUGMENT_PRESETS],
+                           help="auto: from the data's channels, and for grayscale whether its mirror images "
+                                "belong to it (flips)")  # fmt: skip
     c1, c2, c3 = st.columns(3)
     budget = c1.radio("Budget", ["epochs", "minutes"], horizontal=True)
     amount = c2.number_input("Epochs or minutes", min_value=1.0, value=30.0, step=5.0)
