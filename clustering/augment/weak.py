@@ -46,19 +46,18 @@ class WeakAugment:
         return asdict(self)
 
 
+#: Handwriting: no flips or colour ops (a flipped 2 is not a 2); small rotations and shifts, a mild
+#: crop, noise and cutout (as in the prototype that made UCCC work on digits).
+_HANDWRITING = WeakAugment(
+    crop_scale=(0.6, 1.0), rotation=15.0, translate=1 / 16, hflip=0.0, jitter=0.0,
+    grayscale=0.0, noise=0.05, cutout=0.5, cutout_size=0.3,
+)  # fmt: skip
+
 PRESETS: dict[str, WeakAugment] = {
-    # Handwriting: no flips or colour ops (a flipped 2 is not a 2); small rotations and shifts,
-    # a mild crop, noise and cutout (as in the prototype that made UCCC work on digits).
-    "digits": WeakAugment(
-        crop_scale=(0.6, 1.0), rotation=15.0, translate=1 / 16, hflip=0.0, jitter=0.0,
-        grayscale=0.0, noise=0.05, cutout=0.5, cutout_size=0.3,
-    ),
+    "digits": _HANDWRITING,
     # Grayscale shapes whose mirror images belong to the data (a turntable's far side, faces,
     # clothing): the handwriting preset plus horizontal flips, still no colour operations.
-    "gray-flip": WeakAugment(
-        crop_scale=(0.6, 1.0), rotation=15.0, translate=1 / 16, hflip=0.5, jitter=0.0,
-        grayscale=0.0, noise=0.05, cutout=0.5, cutout_size=0.3,
-    ),
+    "gray-flip": replace(_HANDWRITING, hflip=0.5),
     # SimCLR / CC on small natural images (CIFAR): crop, flip, colour jitter, grayscale.
     "natural": WeakAugment(crop_scale=(0.2, 1.0), jitter_strength=(0.4, 0.4, 0.4, 0.1)),
     # Large natural images (STL-10, ImageNet subsets): add Gaussian blur as SimCLR does.
