@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from clustering.augment.weak import luma, to_float
+
 #: Images compared (a fixed random subset of larger sets): enough for a share to +-0.02.
 MIRROR_SAMPLE = 2000
 #: Side at which the images are compared (the CPU's grayscale training size).
@@ -42,10 +44,8 @@ def mirror_share(images: Tensor, sample: int = MIRROR_SAMPLE, seed: int = 0) -> 
     if len(images) > sample:
         keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:sample]
         images = images[keep]
-    x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
-    if x.shape[1] == 3:
-        x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    x = F.interpolate(x, size=(MIRROR_SIZE, MIRROR_SIZE), mode="bilinear", antialias=True, align_corners=False)
+    gray = luma(to_float(images))  # (N, 1, H, W) in [0, 1]
+    x = F.interpolate(gray, size=(MIRROR_SIZE, MIRROR_SIZE), mode="bilinear", antialias=True, align_corners=False)
     plain, mirrored = x.flatten(1), x.flip(-1).flatten(1)
     own = torch.cdist(plain, plain).fill_diagonal_(float("inf")).min(1).values
     flipped = torch.cdist(mirrored, plain).fill_diagonal_(float("inf")).min(1).values
