@@ -68,6 +68,10 @@ def test_channel_spread_and_tolerance_by_hand(tmp_path: Path) -> None:
     pixels = np.zeros((2, 2, 3), np.uint8)
     pixels[1, 1] = (10, 10 + GRAY_TOLERANCE, 10)
     assert channel_spread(pixels) == GRAY_TOLERANCE
+    # Red and blue apart by more than the tolerance, green between them: colour, although each
+    # neighbouring pair of channels agrees within it.
+    ramp = np.array([[[0, GRAY_TOLERANCE, 2 * GRAY_TOLERANCE]]], np.uint8)
+    assert channel_spread(ramp) == 2 * GRAY_TOLERANCE > GRAY_TOLERANCE
     write(tmp_path / "near.png", pixels)
     pixels[0, 0] = (0, 0, GRAY_TOLERANCE + 1)
     write(tmp_path / "far.png", pixels)

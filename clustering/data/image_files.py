@@ -58,9 +58,9 @@ def read_rgb(path: Path, size: int) -> tuple[np.ndarray, bool]:
 
 
 def channel_spread(rgb: np.ndarray) -> int:
-    """The largest difference between two channels of any pixel of (..., 3) uint8 images."""
-    wide = rgb.astype(np.int16)
-    return int(max(np.abs(wide[..., 0] - wide[..., 1]).max(), np.abs(wide[..., 1] - wide[..., 2]).max()))
+    """The largest difference between two channels of any pixel of (..., 3) uint8 images (the
+    pixel's brightest channel less its darkest, so red against blue counts too)."""
+    return int((rgb.max(axis=-1).astype(np.int16) - rgb.min(axis=-1)).max())
 
 
 def read_images(paths: list[Path], size: int) -> tuple[np.ndarray, str | None]:
