@@ -67,6 +67,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction, default=None,
                    help="channels-last memory for the backbone (default: on for images)")
     g.add_argument("--threads", type=int, help="torch CPU threads")
+    g.add_argument("--refit-head", dest="refit_head", action=argparse.BooleanOptionalAction, default=None,
+                   help="when the run finishes, re-centre the head's clusters in the backbone features "
+                        "(spherical k-means from its partition; default: on below 100 images per cluster)")
     g.add_argument("--no-sync-bn", dest="sync_bn", action="store_false",
                    help="under torchrun (DDP), keep batch-norm statistics per process instead of global")
     g.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs")
@@ -120,7 +123,7 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN202
                 "backbone", "num_clusters", "epochs", "minutes", "max_steps", "batch_size", "lr", "weight_decay",
                 "optimizer", "scheduler", "seed", "device", "amp", "channels_last", "threads", "eval_every",
                 "best_metric", "out", "run_id", "sync_bn", "self_label", "self_label_threshold",
-                "self_label_weight", "projections"):  # fmt: skip
+                "self_label_weight", "refit_head", "projections"):  # fmt: skip
         if args.config and key not in getattr(args, "explicit", set()):
             continue  # keep the config file's value unless the flag was given (at any value)
         setattr(base, key, getattr(args, key))

@@ -50,6 +50,9 @@ class TrainConfig:
     self_label: float | None = None
     self_label_threshold: float = 0.95
     self_label_weight: float = 1.0
+    # When the run finishes, refit the cluster head as the spherical k-means of its own partition of
+    # the backbone features (clustering.head_refit); None = from the data (images per cluster).
+    refit_head: bool | None = None
     # 2-D maps of z the run writes when it ends, so the studio opens them at once
     # (clustering.projections; "none" in tests and benchmarks, which never look at them).
     projections: str = "umap+tsne"

@@ -25,10 +25,11 @@ from clustering.data_defaults import (
     choose_backbone,
     choose_batch_size,
     choose_image_size,
+    choose_refit_head,
     describe,
 )
 from clustering.errors import ConfigError
-from clustering.methods import get_method, resolve_params
+from clustering.methods import get_method, method_names, resolve_params
 from clustering.models import ClusterModel, build_backbone
 from clustering.runs import read_config
 from clustering.schedules import ProgressSchedule
@@ -74,6 +75,14 @@ def resolve_config(config: TrainConfig, data: DataSet, device_type: str | None =
     if data.kind == "image":
         choices |= {"image_size": choose_image_size(profile, device_type, cfg.backbone),
                     "augment": choose_augment(profile)}
+    if method_cls.softmax_head:
+        choices["refit_head"] = choose_refit_head(profile)
+    elif cfg.refit_head:
+        with_it = ", ".join(n for n in method_names() if get_method(n).softmax_head)
+        raise ConfigError(f"refit_head rewrites the two-layer softmax cluster head; {cfg.method!r} has its own "
+                          f"head (methods with it: {with_it})")  # fmt: skip
+    else:
+        cfg.refit_head = False
     for name, choice in choices.items():
         if getattr(cfg, name) is None:
             setattr(cfg, name, choice.value)

@@ -20,8 +20,10 @@ from clustering import distributed
 from clustering.checkpoint import capture_rng, restore_rng
 from clustering.config import TrainConfig
 from clustering.data import DataSet
+from clustering.errors import ConfigError
 from clustering.evaluation import embed_all
 from clustering.faults import fault_point
+from clustering.head_refit import refit_at_end, refittable
 from clustering.methods import Batch, EpochContext
 from clustering.self_label import SelfLabelSettings, SelfLabelStep
 from clustering.setup import build_method, build_optimizer, build_scheduler, seed_everything
@@ -80,6 +82,10 @@ class Trainer:
         seed_everything(config.seed)
         self.method = build_method(config, data, device)
         self.model = self.method.model
+        unfit = refittable(self.model.cluster_head) if config.refit_head else None
+        if unfit and "refit_head" not in config.data_defaults:  # asked for by name: say why it cannot be
+            raise ConfigError(f"refit_head: {unfit} ; run without --refit-head")
+        self.refit_head = bool(config.refit_head) and unfit is None
         self.channels_last = channels_last_for(config, data, device)
         if self.channels_last:
             self.method.to(memory_format=torch.channels_last)
@@ -149,10 +155,13 @@ class Trainer:
         self._embedding = None  # a hook may edit the model without a step (LNSCC fits its head)
 
     def finish(self, epoch: int) -> dict[str, float]:
-        """The method's end-of-run hook (UCCC re-seeds clusters left empty); its scalars to log."""
+        """The method's end-of-run hook (UCCC re-seeds clusters left empty), then the head refit where
+        the config asks for it (``clustering.head_refit``); their scalars to log."""
         context = EpochContext(epoch=epoch, device=self.device, num_samples=len(self.data), embed=self.embed)
         notes = self.method.on_train_end(context)
         self._embedding = None  # the hook may have edited the model
+        notes |= refit_at_end(self.refit_head, self.model.cluster_head, self.embed)
+        self._embedding = None
         return notes
 
     def state_dict(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from clustering.data_defaults import (
     CC_LOSS_MIN_IMAGES_PER_CLUSTER,
     COLUMN_CONTRAST_MIN_IMAGES_PER_CLUSTER,
     COLUMN_CONTRAST_MIN_STEPS,
+    HEAD_REFIT_BELOW_IMAGES_PER_CLUSTER,
     MIN_STEPS_PER_EPOCH,
     DataProfile,
     choose_batch_size,
@@ -25,8 +26,10 @@ from clustering.data_defaults import (
     choose_cluster_temperature,
     choose_image_size,
     choose_instance_temperature,
+    choose_refit_head,
     choose_strong_view,
 )
+from clustering.errors import ConfigError
 from clustering.setup import resolve_config
 
 
@@ -73,7 +76,7 @@ def test_grayscale_16px_keeps_its_size_and_gets_no_flips_or_colour(folders: dict
     assert (cfg.image_size, cfg.augment, cfg.backbone) == (16, "digits", "cnn")
     assert cfg.batch_size == 100 // MIN_STEPS_PER_EPOCH  # UCCC's 256 * C / 10 = 256 exceeds N / 4 = 25
     assert set(cfg.data_defaults) == {"image_size", "augment", "backbone", "batch_size", "cc_weight",
-                                      "instance_temperature", "strong_view"}  # fmt: skip
+                                      "instance_temperature", "strong_view", "refit_head"}  # fmt: skip
     assert "grayscale" in cfg.data_defaults["augment"]["reason"]
     assert "mirror images are foreign" in cfg.data_defaults["augment"]["reason"]
 
@@ -106,7 +109,7 @@ def test_400_images_of_40_classes_get_several_steps_per_epoch(folders: dict[str,
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("image_size", 24), ("augment", "natural"), ("backbone", "resnet18"), ("batch_size", 64)],
+    [("image_size", 24), ("augment", "natural"), ("backbone", "resnet18"), ("batch_size", 64), ("refit_head", False)],
 )
 def test_every_choice_yields_to_a_flag(folders: dict[str, Path], field: str, value: object) -> None:
     cfg = resolved(folders["faces"], **{field: value})
@@ -191,6 +194,24 @@ def test_cc_weight_rule_over_images_per_cluster() -> None:
     assert weight(10 * at, 10) == 1.0 and weight(10 * at - 1, 10) == 0.0  # the boundary, inclusive
     assert (weight(1797, 10), weight(10_000, 10), weight(3594, 20)) == (1.0, 1.0, 1.0)  # digits, MNIST, rotated
     assert (weight(1440, 20), weight(400, 40), weight(4000, 200)) == (0.0, 0.0, 0.0)  # turntable, faces, 200
+
+
+def test_head_refit_rule_over_images_per_cluster(folders: dict[str, Path]) -> None:
+    def refit(n: int, c: int) -> bool:
+        return choose_refit_head(DataProfile("image", 1, 28, n, c)).value
+
+    at = HEAD_REFIT_BELOW_IMAGES_PER_CLUSTER
+    assert refit(10 * at - 1, 10) and not refit(10 * at, 10)  # the boundary: from 100 a cluster, the head as trained
+    assert not any((refit(1797, 10), refit(10_000, 10), refit(3594, 20), refit(9298, 10)))  # digits, MNIST, USPS
+    assert all((refit(1440, 20), refit(400, 40), refit(2000, 100), refit(4000, 200)))  # turntable, faces, 100, 200
+    assert resolved(folders["faces"]).refit_head is True
+    assert resolved(folders["many"]).refit_head is False and "100 images per cluster" in \
+        resolved(folders["many"]).data_defaults["refit_head"]["reason"]
+    assert resolved(folders["faces"], method="sacc").refit_head is True  # any method with the softmax head
+    lnscc = resolved(folders["faces"], method="lnscc")  # its Student-t head: nothing to refit
+    assert lnscc.refit_head is False and "refit_head" not in lnscc.data_defaults
+    with pytest.raises(ConfigError, match="refit_head rewrites the two-layer softmax cluster head; 'lnscc'.*uccc"):
+        resolved(folders["faces"], method="lnscc", refit_head=True)
 
 
 def test_image_size_rule_over_native_sizes() -> None:

@@ -194,6 +194,37 @@ def test_a_stopped_run_is_not_re_seeded_at_its_end(tmp_path: Path) -> None:
     assert resumed.state == "finished" and "final_reseeds" in read_metrics(result.run_dir)[-1]
 
 
+def test_a_finished_run_refits_its_head_and_every_output_shows_the_refit(tmp_path: Path) -> None:
+    """``refit_head``: after the re-seeding, the head becomes the spherical k-means of its own
+    partition of h; the last metrics row, predictions.npz, last.pt and ``eval`` of that checkpoint
+    all give the refitted clusters. Off, the same run ends with the head as trained."""
+    from clustering.evaluation import embed, evaluate_run
+    from clustering.head_refit import spherical_kmeans
+    from clustering.setup import build_method, load_run_config
+
+    # float32 throughout, so that ``eval`` (float32) sees the run's own features bit for bit.
+    kept = train(small_config(tmp_path, max_steps=3, run_id="kept", refit_head=False, amp="off"), progress=False,
+                 data=DIGITS)  # fmt: skip
+    assert "refit_moved" not in read_metrics(kept.run_dir)[-1]
+    result = train(small_config(tmp_path, max_steps=3, run_id="refit", refit_head=True, amp="off"), progress=False,
+                   data=DIGITS)  # fmt: skip
+    row = read_metrics(result.run_dir)[-1]
+    assert row["step"] == 3 and 0 < row["refit_moved"] < 1 and row["refit_iterations"] >= 1
+    before = read_predictions(kept.run_dir)  # the same training: the head as it was before the refit
+    after = read_predictions(result.run_dir)
+    assert np.array_equal(before["h"], after["h"]) and not np.array_equal(before["cluster"], after["cluster"])
+    # predictions.npz keeps h in float16: the refit's own float32 features come from the checkpoint.
+    trained = build_method(load_run_config(kept.run_dir), DIGITS, torch.device("cpu"))
+    trained.load_state_dict(load_checkpoint(kept.run_dir / "checkpoints" / "last.pt")["model"])
+    h = torch.from_numpy(embed(trained.model, DIGITS.inputs, torch.device("cpu"))["h"])
+    _, expected, _ = spherical_kmeans(h, torch.from_numpy(before["cluster"]), 10)
+    assert np.array_equal(after["cluster"], expected.numpy())
+    assert row["refit_moved"] == pytest.approx(float(np.mean(after["cluster"] != before["cluster"])), abs=1e-6)
+    state = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")["model"]
+    assert torch.equal(state["model.cluster_head.0.weight"], torch.eye(state["model.cluster_head.0.weight"].shape[0]))
+    assert evaluate_run(result.run_dir, which="last")["acc"] == pytest.approx(row["acc"])
+
+
 def test_the_trainer_embeds_each_model_state_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An epoch's evaluation and the next epoch's hook share one embedding of the same weights; a
     step, an epoch hook (which may edit the model) or a loaded checkpoint makes the next one anew."""

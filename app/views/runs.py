@@ -191,7 +191,7 @@ with st.form("launch_form"):
     budget = c1.radio("Budget", ["epochs", "minutes"], horizontal=True)
     amount = c2.number_input("Epochs or minutes", min_value=1.0, value=30.0, step=5.0)
     device = c3.selectbox("Device", ["auto", "cpu", "cuda"])
-    c1, c2, c3, c4, c5 = st.columns(5)
+    c1, c2, c3, c4, c5, c6 = st.columns(6)
     batch = c1.number_input("Batch size (0 = from the method and data)", min_value=0, value=0, step=32)
     lr = c2.number_input("Learning rate (0 = default)", min_value=0.0, value=0.0, step=1e-4, format="%.5f")
     seed = c3.number_input("Seed", min_value=0, value=0, step=1)
@@ -202,6 +202,11 @@ with st.form("launch_form"):
         "Self-label from (0 = off)", min_value=0.0, max_value=0.95, value=0.0, step=0.05,
         help="fraction of the run after which confident images label their strong views (image data only)",
     )
+    refit_head = c6.selectbox(
+        "Head refit at the end", launch.OPTIONAL_BOOL_CHOICES, format_func=launch.optional_bool_label,
+        help="when the run finishes, re-centre the head's clusters in the backbone features (spherical k-means "
+             "from its partition); auto: on below 100 images per cluster",
+    )  # fmt: skip
     st.markdown(f"**{method} parameters** (registered defaults)")
     overrides = launch.backbone_overrides(method_cls)
     for name, shown in overrides.items():
@@ -288,6 +293,7 @@ if submitted:
             device=device,
             threads=int(threads),
             self_label=float(self_label) or None,
+            refit_head=refit_head,
             params=params,
         )
         run_id, pid = launch.launch(req, folder)

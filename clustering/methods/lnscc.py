@@ -136,6 +136,7 @@ class LNSCC(ClusterMethod):
 
     name = "lnscc"
     input_kinds = ("vector", "image")  # images are flattened
+    softmax_head = False  # its Student-t head on the shared Z layer (no end-of-run head refit)
     description = "locally normalised kNN graph: soft contrastive im/ba/dis pairs + KL self-training (vectors)"
     Params = LNSCCParams
     sample_buffers = ("knn_index", "knn_dist")

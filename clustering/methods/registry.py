@@ -141,6 +141,9 @@ class ClusterMethod(nn.Module):
     #: NT-Xent, GCC's AGC): the batch default then keeps several images per cluster in a batch
     #: (``clustering.data_defaults.choose_batch_size``).
     column_contrast: ClassVar[bool] = False
+    #: The model keeps ``ClusterModel``'s two-layer softmax cluster head, which the end-of-run refit
+    #: (``clustering.head_refit``) can rewrite; LNSCC replaces it with a Student-t head.
+    softmax_head: ClassVar[bool] = True
     model: ClusterModel
 
     def training_step(self, batch: Batch) -> StepOutput:
