@@ -152,7 +152,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from clustering.train import evaluate_run
 
     metrics = evaluate_run(Path(args.run_dir), split=args.split, which=args.checkpoint, root=args.root,
-                           device=args.device)  # fmt: skip
+                           device=args.device, refit_head=args.refit_head)  # fmt: skip
     if args.json:
         print(json.dumps({k: v for k, v in metrics.items() if k not in ("mapping", "purity")}, indent=2))
         return 0
@@ -162,6 +162,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         value = metrics.get(key)
         print(f"  {key:<11}{'n/a (no labels)' if value is None else f'{value:.4f}'}")
     print(f"  non-empty  {metrics['n_nonempty']} / {len(metrics['cluster_sizes'])} clusters")
+    if "as_trained" in metrics:
+        before = metrics["as_trained"]
+        shown = " ".join(f"{k} {v:.4f}" for k, v in before.items() if k != "n_nonempty" and v is not None)
+        print(f"  head refit: {metrics['refit_moved']:.1%} of the samples moved; as trained: {shown}, "
+              f"{before['n_nonempty']} non-empty")  # fmt: skip
     return 0
 
 
@@ -206,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--root", help="data root (default: the run's)")
     p.add_argument("--device", default="auto", choices=FIELD_RULES["device"].valid())  # type: ignore[union-attr]
+    p.add_argument("--refit-head", action="store_true",
+                   help="refit the head on the evaluated data first (the checkpoint file is not changed)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 

@@ -172,6 +172,13 @@ def test_end_to_end_train_then_eval_on_another_split(tmp_path: Path) -> None:
     metrics = json.loads(evaluated.stdout)
     assert metrics["num_samples"] == 297 and metrics["split"] == "test"
     assert 0.0 <= metrics["acc"] <= 1.0 and 0.0 <= metrics["jsd"] <= 1.0
+    assert "as_trained" not in metrics  # 150 images a cluster: the run kept its head as trained
+    refitted = subprocess.run(
+        [sys.executable, "-m", "clustering", "eval", str(tmp_path / "e2e"), "--split", "test", "--refit-head"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert refitted.returncode == 0, refitted.stderr
+    assert "head refit:" in refitted.stdout and f"as trained: acc {metrics['acc']:.4f}" in refitted.stdout
 
 
 def test_flags_given_at_their_default_still_override_the_config_file(tmp_path: Path) -> None:

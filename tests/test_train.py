@@ -223,6 +223,10 @@ def test_a_finished_run_refits_its_head_and_every_output_shows_the_refit(tmp_pat
     state = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")["model"]
     assert torch.equal(state["model.cluster_head.0.weight"], torch.eye(state["model.cluster_head.0.weight"].shape[0]))
     assert evaluate_run(result.run_dir, which="last")["acc"] == pytest.approx(row["acc"])
+    # ``eval --refit-head`` on the run made without it gives what the run made with it gave.
+    late = evaluate_run(kept.run_dir, which="last", refit_head=True)
+    assert late["acc"] == pytest.approx(row["acc"]) and late["refit_moved"] == pytest.approx(row["refit_moved"])
+    assert late["as_trained"]["acc"] == pytest.approx(read_metrics(kept.run_dir)[-1]["acc"])
 
 
 def test_the_trainer_embeds_each_model_state_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
