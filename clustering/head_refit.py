@@ -137,10 +137,7 @@ def _scale_for_confidence(logits: Tensor, confidence: float, steps: int = 40) ->
     return float(10 ** ((lo + hi) / 2))
 
 
-def refit_at_end(enabled: bool, head: nn.Module, embed: Callable[[], dict[str, Any]]) -> dict[str, float]:
-    """The trainer's end-of-run refit on ``embed()``'s features (the whole data set, no augmentation);
-    nothing when off."""
-    if not enabled:
-        return {}
+def refit_at_end(head: nn.Module, embed: Callable[[], dict[str, Any]]) -> dict[str, float]:
+    """The trainer's end-of-run refit on ``embed()``'s features (the whole data set, no augmentation)."""
     emb = embed()
     return refit_head(head, torch.from_numpy(np.asarray(emb["h"], dtype=np.float32)))

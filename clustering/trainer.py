@@ -25,6 +25,7 @@ from clustering.evaluation import embed_all
 from clustering.faults import fault_point
 from clustering.head_refit import refit_at_end, refittable
 from clustering.methods import Batch, EpochContext
+from clustering.metrics import accuracy
 from clustering.self_label import SelfLabelSettings, SelfLabelStep
 from clustering.setup import build_method, build_optimizer, build_scheduler, seed_everything
 from clustering.views import ViewMaker
@@ -160,8 +161,13 @@ class Trainer:
         context = EpochContext(epoch=epoch, device=self.device, num_samples=len(self.data), embed=self.embed)
         notes = self.method.on_train_end(context)
         self._embedding = None  # the hook may have edited the model
-        notes |= refit_at_end(self.refit_head, self.model.cluster_head, self.embed)
-        self._embedding = None
+        if self.refit_head:
+            trained = self.embed()["probs"].argmax(axis=1)
+            notes |= refit_at_end(self.model.cluster_head, self.embed)
+            self._embedding = None
+            if self.data.labels is not None:  # the head as trained, beside the refitted one in the last row
+                notes |= {"acc_as_trained": accuracy(self.data.labels, trained),
+                          "n_nonempty_as_trained": float(np.unique(trained).size)}  # fmt: skip
         return notes
 
     def state_dict(self) -> dict[str, Any]:

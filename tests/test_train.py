@@ -210,6 +210,7 @@ def test_a_finished_run_refits_its_head_and_every_output_shows_the_refit(tmp_pat
                    data=DIGITS)  # fmt: skip
     row = read_metrics(result.run_dir)[-1]
     assert row["step"] == 3 and 0 < row["refit_moved"] < 1 and row["refit_iterations"] >= 1
+    assert row["acc_as_trained"] == pytest.approx(read_metrics(kept.run_dir)[-1]["acc"])  # the head before it
     before = read_predictions(kept.run_dir)  # the same training: the head as it was before the refit
     after = read_predictions(result.run_dir)
     assert np.array_equal(before["h"], after["h"]) and not np.array_equal(before["cluster"], after["cluster"])
