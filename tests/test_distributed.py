@@ -281,7 +281,8 @@ def test_torchrun_two_processes_write_one_run_directory_that_resumes_on_one(tmp_
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(WORLD),
            "-m", "clustering", "train", "--dataset", "digits", "--image-size", str(IMAGE_SIZE),
            "--batch-size", "64", "--max-steps", "3", "--device", "cpu", "--threads", "1",
-           "--out", str(tmp_path), "--run-id", "ddp", "--no-progress", "--projections", "none"]  # fmt: skip
+           "--out", str(tmp_path), "--run-id", "ddp", "--no-progress", "--projections", "none",
+           "--refit-head"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=80, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -300,12 +301,15 @@ def test_torchrun_two_processes_write_one_run_directory_that_resumes_on_one(tmp_
     assert status["state"] == "finished" and status["step"] == 3 and status["world_size"] == WORLD
     rows = read_metrics(run)
     assert [r["step"] for r in rows] == [3]  # one line: a second writer would have doubled it
+    assert rows[0]["refit_moved"] >= 0 and "acc_as_trained" in rows[0]  # the end-of-run refit, on every rank
     preds = read_predictions(run)
     assert preds["probs"].shape == (1797, 10)
     np.testing.assert_array_equal(preds["index"], np.arange(1797))
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     assert ckpt["step"] == 3 and len(ckpt["rng_ranks"]) == WORLD
     assert not any(k.startswith("module.") for k in ckpt["model"])  # the unwrapped method's state
+    first = ckpt["model"]["model.cluster_head.0.weight"]
+    assert torch.equal(first, torch.eye(first.shape[0]))  # the refitted head, saved once
 
     # The DDP checkpoint resumes on one process.
     result = train(resume=run, overrides={"max_steps": 5}, progress=False, data=_digits())
