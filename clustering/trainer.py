@@ -85,7 +85,7 @@ class Trainer:
         self.model = self.method.model
         unfit = refittable(self.model.cluster_head) if config.refit_head else None
         if unfit and "refit_head" not in config.data_defaults:  # asked for by name: say why it cannot be
-            raise ConfigError(f"refit_head: {unfit} ; run without --refit-head")
+            raise ConfigError(f"refit_head: {unfit}; run without --refit-head")
         self.refit_head = bool(config.refit_head) and unfit is None
         self.channels_last = channels_last_for(config, data, device)
         if self.channels_last:

@@ -230,6 +230,21 @@ def test_a_finished_run_refits_its_head_and_every_output_shows_the_refit(tmp_pat
     assert late["as_trained"]["acc"] == pytest.approx(read_metrics(kept.run_dir)[-1]["acc"])
 
 
+def test_a_head_the_refit_cannot_express_is_an_error_when_asked_for_and_skipped_when_chosen(tmp_path: Path) -> None:
+    from clustering.errors import ConfigError
+
+    odd = {"logit_norm": True}  # UCCC's option appends a BatchNorm1d to the head
+    with pytest.raises(ConfigError, match=r"not Linear-ReLU-Linear \(Linear, ReLU, Linear, BatchNorm1d\)"):
+        train(small_config(tmp_path, max_steps=1, run_id="asked", refit_head=True, method_params=odd),
+              progress=False, data=DIGITS)  # fmt: skip
+    assert not (tmp_path / "asked").exists()
+    # 40 clusters of 1,797 images: the data chooses the refit, and the head cannot take it: skipped.
+    chosen = train(small_config(tmp_path, max_steps=1, run_id="chosen", num_clusters=40, method_params=odd),
+                   progress=False, data=DIGITS)  # fmt: skip
+    config = json.loads((chosen.run_dir / "config.json").read_text())
+    assert config["refit_head"] is True and "refit_moved" not in read_metrics(chosen.run_dir)[-1]
+
+
 def test_the_trainer_embeds_each_model_state_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An epoch's evaluation and the next epoch's hook share one embedding of the same weights; a
     step, an epoch hook (which may edit the model) or a loaded checkpoint makes the next one anew."""
