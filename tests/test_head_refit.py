@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -120,3 +121,19 @@ def test_refit_refuses_what_it_cannot_express() -> None:
     with pytest.raises(TypeError, match="not Linear-ReLU-Linear"):
         refit_head(longer, h)
     assert refittable(mlp_head(16, 5)) is None
+
+
+def test_lnscc_keeps_its_own_head_and_eval_refuses_to_refit_it(tmp_path) -> None:  # noqa: ANN001
+    from clustering.config import TrainConfig
+    from clustering.errors import ConfigError
+    from clustering.evaluation import evaluate_run
+    from clustering.train import train
+
+    # 40 clusters of 1,797 images would turn the refit on for a softmax head; LNSCC has none.
+    run = train(TrainConfig(method="lnscc", dataset="digits", num_clusters=40, max_steps=1, batch_size=64,
+                            out=str(tmp_path), run_id="ln", threads=1, projections="none"), progress=False)  # fmt: skip
+    config = json.loads((run.run_dir / "config.json").read_text())
+    assert config["refit_head"] is False and "refit_head" not in config["data_defaults"]
+    assert run.state == "finished" and "refit_moved" not in run.metrics
+    with pytest.raises(ConfigError, match="cannot refit the head of .*not Linear-ReLU-Linear"):
+        evaluate_run(run.run_dir, which="last", refit_head=True)
