@@ -61,12 +61,12 @@ def spherical_kmeans(features: Tensor, start: Tensor, num_clusters: int,
     """
     x = nn.functional.normalize(features.double(), dim=1)
     labels = start.to(x.device).long()
-    centroids = x.new_zeros(num_clusters, x.shape[1])
+    centroids = _centroids(x, labels, num_clusters)
     iterations = 0
     while iterations < max_iterations:
         iterations += 1
         labels = _fill_empty(x, labels, num_clusters)
-        centroids = nn.functional.normalize(x.new_zeros(centroids.shape).index_add_(0, labels, x), dim=1)
+        centroids = _centroids(x, labels, num_clusters)
         nearest = (x @ centroids.T).argmax(dim=1)
         converged = bool((nearest == labels).all())
         labels = nearest
@@ -75,14 +75,18 @@ def spherical_kmeans(features: Tensor, start: Tensor, num_clusters: int,
     return centroids, labels, iterations
 
 
+def _centroids(x: Tensor, labels: Tensor, num_clusters: int) -> Tensor:
+    """(C, F) the normalised sum of each cluster's rows (zero for a cluster without rows)."""
+    return nn.functional.normalize(x.new_zeros(num_clusters, x.shape[1]).index_add_(0, labels, x), dim=1)
+
+
 def _fill_empty(x: Tensor, labels: Tensor, num_clusters: int) -> Tensor:
     sizes = torch.bincount(labels, minlength=num_clusters)
     empty = torch.nonzero(sizes == 0).flatten().tolist()
     if not empty:
         return labels
     labels = labels.clone()
-    own = nn.functional.normalize(x.new_zeros(num_clusters, x.shape[1]).index_add_(0, labels, x), dim=1)
-    fit = (x * own[labels]).sum(dim=1)  # each row's cosine to its own cluster's centroid
+    fit = (x * _centroids(x, labels, num_clusters)[labels]).sum(dim=1)  # cosine to its own centroid
     for cluster in empty:
         donors = sizes[labels] >= 2
         if not bool(donors.any()):
