@@ -180,6 +180,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
         print(f"        training: {train_defaults}")
         params = ", ".join(f"{k}={v}" for k, v in default_params(cls).items())
         print(f"        params:   {params}")
+        if cls.param_rules:  # None above: chosen from the data's shape when the run starts
+            print("        from the data where unset: " + ", ".join(cls.param_rules))
         for backbone, shown in backbone_overrides(cls).items():
             print(f"        on {backbone}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     return 0

@@ -59,15 +59,18 @@ CC_LOSS_MIN_IMAGES_PER_CLUSTER = 100
 #: epoch) lost (CC 0.520). README, "Today's default on the whole suite".
 COLUMN_CONTRAST_MIN_IMAGES_PER_CLUSTER = 5
 COLUMN_CONTRAST_MIN_STEPS = 2
-#: UCCC's instance temperature: the paper's 0.5 up to INSTANCE_TEMPERATURE_FULL_UP_TO clusters,
-#: then 0.5 sqrt(40 / C) (0.316 at 100, 0.224 at 200): it narrows with the angular width of the
-#: positive band, sqrt(2t / C), anchored at the most clusters where 0.5 was measured to hold (40:
-#: three seeds on two sets). The positive graph links views whose cosine in z exceeds 1 - 2t / C;
-#: NT-Xent at 0.5 left 200 classes of 20 images inside that band (85 "positives" an image, 7% of
-#: its class; k-means on z 0.20, below the pixels' 0.47); at 0.2 it spreads them (2 an image, 82%
-#: of its class; k-means on z 0.58). At 40 classes a lower value gained nothing (0.2 cost 0.03-0.05,
-#: 0.447 level within the seed spread). README, "UCCC at 10 to 200 clusters".
-UCCC_INSTANCE_TEMPERATURE = 0.5
+#: The instance contrast's temperature (UCCC's, CC's and SACC's NT-Xent, GCC's RGC): at most
+#: 0.5 sqrt(40 / C) above INSTANCE_TEMPERATURE_FULL_UP_TO clusters (0.316 at 100, 0.224 at 200),
+#: the papers' 0.5 up to there, and a method's own value where it is lower (GCC's 0.1 on a ResNet).
+#: A lower temperature weighs the nearest negatives more (Wang & Liu, CVPR 2021), and with many
+#: classes the nearest negatives are images of other classes close by: at 0.5 every method left 200
+#: classes of 20 images mixed in z (k-means on z 0.16-0.23, below the pixels' 0.47). First measured
+#: on UCCC, where the positive graph's band 1 - 2t / C narrows as sqrt(2t / C): at 0.2 k-means on z
+#: 0.58, at 40 classes a lower value gained nothing (0.2 cost 0.03-0.05). Then on the others at 200
+#: classes (seed 0, refitted head): SACC 0.155 -> 0.366, CC 0.209 -> 0.332, GCC -> 0.577; at 100
+#: classes SACC level (0.695). README, "UCCC at 10 to 200 clusters" and "The instance temperature
+#: at 100 and 200 clusters, every method".
+PAPER_INSTANCE_TEMPERATURE = 0.5
 INSTANCE_TEMPERATURE_FULL_UP_TO = 40
 #: UCCC's strong (RandAugment) third view up to this many clusters; above, the paper's two weak
 #: views. Up to 40 classes the strong view was ahead in 5-minute CPU runs although a step costs
@@ -213,7 +216,7 @@ def _steps_capped_batch(profile: DataProfile, method_batch: int, device_type: st
                        f"{profile.num_samples} samples has {MIN_STEPS_PER_EPOCH} steps")  # fmt: skip
 
 
-def choose_cc_weight(profile: DataProfile) -> Choice:
+def choose_cc_weight(profile: DataProfile, default: Any = None) -> Choice:
     """UCCC's ``cc_weight``: CC's cluster loss beside Eq. 6 only where clusters have many images."""
     per_cluster = profile.num_samples / profile.num_classes
     if per_cluster >= CC_LOSS_MIN_IMAGES_PER_CLUSTER:
@@ -234,10 +237,12 @@ def choose_refit_head(profile: DataProfile) -> Choice:
                          "or ahead of k-means on its features there)")  # fmt: skip
 
 
-def uccc_instance_temperature(num_clusters: int) -> float:
-    """0.5 up to 40 clusters, 0.5 sqrt(40 / C) above, to three decimals (see UCCC_INSTANCE_TEMPERATURE)."""
+def instance_contrast_temperature(num_clusters: int, default: float | None = None) -> float:
+    """The method's ``default`` (None: the papers' 0.5), but at most 0.5 sqrt(40 / C) above 40
+    clusters, to three decimals (see PAPER_INSTANCE_TEMPERATURE)."""
     scale = math.sqrt(min(1.0, INSTANCE_TEMPERATURE_FULL_UP_TO / num_clusters))
-    return round(UCCC_INSTANCE_TEMPERATURE * scale, 3)
+    cap = round(PAPER_INSTANCE_TEMPERATURE * scale, 3)
+    return cap if default is None else min(default, cap)
 
 
 def uccc_strong_view(num_clusters: int) -> bool:
@@ -245,7 +250,7 @@ def uccc_strong_view(num_clusters: int) -> bool:
     return num_clusters <= STRONG_VIEW_UP_TO
 
 
-def choose_strong_view(profile: DataProfile) -> Choice:
+def choose_strong_view(profile: DataProfile, default: Any = None) -> Choice:
     """UCCC's ``strong_view`` from the number of clusters."""
     c, most = profile.num_classes, STRONG_VIEW_UP_TO
     if uccc_strong_view(c):
@@ -254,14 +259,19 @@ def choose_strong_view(profile: DataProfile) -> Choice:
                          "(the strong view was level or behind at 100 clusters, behind at 200)")  # fmt: skip
 
 
-def choose_instance_temperature(profile: DataProfile) -> Choice:
-    """UCCC's ``instance_temperature`` from the number of clusters."""
-    c, full, paper = profile.num_classes, INSTANCE_TEMPERATURE_FULL_UP_TO, UCCC_INSTANCE_TEMPERATURE
-    tau = uccc_instance_temperature(c)
+def choose_instance_temperature(profile: DataProfile, default: float | None = None) -> Choice:
+    """The instance contrast's temperature from the number of clusters; ``default`` is the method's
+    own value on this backbone (None: the papers' 0.5)."""
+    c, full, paper = profile.num_classes, INSTANCE_TEMPERATURE_FULL_UP_TO, PAPER_INSTANCE_TEMPERATURE
+    own = paper if default is None else default
+    tau = instance_contrast_temperature(c, own)
     if c <= full:
-        return Choice(tau, f"{c} clusters (<= {full}): the paper's {tau:g}")
-    return Choice(tau, f"{c} clusters: {paper:g} sqrt({full} / C) = {tau:g}, narrowing with the positive band "
-                       "1 - 2t / C so that z spreads its classes apart inside it")  # fmt: skip
+        return Choice(tau, f"{c} clusters (<= {full}): the method's {tau:g}")
+    if tau == own:
+        return Choice(tau, f"{c} clusters: the method's {tau:g}, already at most {paper:g} sqrt({full} / C)")
+    return Choice(tau, f"{c} clusters: {paper:g} sqrt({full} / C) = {tau:g} (the method's {own:g} lowered): "
+                       "with many classes the nearest negatives are other classes close by, and a lower "
+                       "temperature weighs them more")  # fmt: skip
 
 
 def cluster_contrast_temperature(num_clusters: int) -> float:
@@ -273,7 +283,7 @@ def cluster_contrast_temperature(num_clusters: int) -> float:
     return round(1.0 / (1.0 / CC_CLUSTER_TEMPERATURE + math.log((num_clusters - 1) / (ref - 1))), 3)
 
 
-def choose_cluster_temperature(profile: DataProfile) -> Choice:
+def choose_cluster_temperature(profile: DataProfile, default: Any = None) -> Choice:
     """SACC's ``cluster_temperature`` from the number of clusters."""
     c, ref = profile.num_classes, CLUSTER_TEMPERATURE_REFERENCE_CLUSTERS
     tau = cluster_contrast_temperature(c)

@@ -87,9 +87,10 @@ def resolve_config(config: TrainConfig, data: DataSet, device_type: str | None =
         if getattr(cfg, name) is None:
             setattr(cfg, name, choice.value)
             applied[name] = choice
+    own = {f.name: f.default for f in dataclasses.fields(method_cls.Params)} | defaults.params
     for name, rule in method_cls.param_rules.items():  # method parameters chosen from the data
         if cfg.method_params.get(name) is None:
-            applied[name] = rule(profile)
+            applied[name] = rule(profile, own.get(name))
             cfg.method_params = {**cfg.method_params, name: applied[name].value}
     cfg.data_defaults = describe(applied)
     cfg.instance_dim = cfg.instance_dim or defaults.instance_dim

@@ -152,6 +152,14 @@ def test_methods_lists_every_registered_method(capsys: pytest.CaptureFixture[str
     for name in method_names():
         assert out.count(f"\n{name} ") + out.startswith(f"{name} ") == 1
     assert "khop=2" in out and "tolerance=4.0" in out
+    blocks: dict[str, str] = {}
+    for line in out.splitlines():  # one block per method: its name line, then indented lines
+        if line and not line.startswith(" "):
+            name = line.split()[0]
+        blocks[name] = blocks.get(name, "") + line + "\n"
+    assert "from the data where unset: instance_temperature, cluster_temperature" in blocks["sacc"]
+    assert "from the data where unset: rgc_temperature" in blocks["gcc"]
+    assert "from the data" not in blocks["lnscc"]  # no parameter of LNSCC's is chosen from the data
 
 
 def test_end_to_end_train_then_eval_on_another_split(tmp_path: Path) -> None:

@@ -129,22 +129,43 @@ def test_uccc_adds_ccs_cluster_loss_only_where_clusters_hold_many_images(folders
     assert "cc_weight" not in resolved(folders["many"], method="sacc").data_defaults  # a UCCC parameter only
 
 
-def test_uccc_instance_temperature_narrows_with_the_clusters(folders: dict[str, Path]) -> None:
-    def tau(c: int) -> float:
-        return choose_instance_temperature(DataProfile("image", 1, 16, 100 * c, c)).value
+#: The parameter that holds each method's instance-contrast temperature.
+INSTANCE_TEMPERATURE_FIELD = {"uccc": "instance_temperature", "cc": "instance_temperature",
+                              "sacc": "instance_temperature", "gcc": "rgc_temperature"}  # fmt: skip
 
-    assert tau(2) == tau(10) == tau(20) == tau(40) == 0.5  # the paper's, up to 40 clusters
+
+def test_instance_temperature_narrows_with_the_clusters() -> None:
+    def tau(c: int, default: float | None = None) -> float:
+        return choose_instance_temperature(DataProfile("image", 1, 16, 100 * c, c), default).value
+
+    assert tau(2) == tau(10) == tau(20) == tau(40) == 0.5  # the papers' 0.5, up to 40 clusters
     assert tau(160) == 0.25 and tau(200) == 0.224  # 0.5 sqrt(40 / C) above
     assert 0.5 > tau(41) > tau(100) > tau(200) > tau(1000) > 0  # and it keeps narrowing
-    assert resolved(folders["faces"]).method_params["instance_temperature"] == 0.5  # 40 classes
-    many = resolve_config(TrainConfig(dataset="digits-pairs200"), load_dataset("digits-pairs200"))
-    assert many.method_params["instance_temperature"] == 0.224
-    assert "sqrt(40 / C)" in many.data_defaults["instance_temperature"]["reason"]
-    assert "the paper's" in resolved(folders["faces"]).data_defaults["instance_temperature"]["reason"]
-    kept = resolved(folders["faces"], method_params={"instance_temperature": 0.3})  # a flag wins
-    assert kept.method_params["instance_temperature"] == 0.3 and "instance_temperature" not in kept.data_defaults
-    sacc = resolved(folders["faces"], method="sacc")  # a UCCC rule only: SACC keeps CC's 0.5
-    assert "instance_temperature" not in sacc.data_defaults and sacc.method_params["instance_temperature"] == 0.5
+    assert tau(200, 0.5) == 0.224 and tau(40, 0.5) == 0.5  # a method's 0.5 is the papers' value
+    assert tau(40, 0.1) == tau(200, 0.1) == tau(1000, 0.1) == 0.1  # a method's lower value stays (GCC on a ResNet)
+    assert tau(2000, 0.1) == 0.071  # until the rule's value falls below it
+
+
+@pytest.mark.parametrize("method", sorted(INSTANCE_TEMPERATURE_FIELD))
+def test_every_instance_contrast_takes_the_temperature_rule(method: str, folders: dict[str, Path]) -> None:
+    field = INSTANCE_TEMPERATURE_FIELD[method]
+    faces = resolved(folders["faces"], method=method)  # 40 classes: the method's own value
+    assert faces.method_params[field] == 0.5 and "the method's 0.5" in faces.data_defaults[field]["reason"]
+    many = resolve_config(TrainConfig(dataset="digits-pairs200", method=method), load_dataset("digits-pairs200"))
+    assert many.method_params[field] == 0.224 and "sqrt(40 / C)" in many.data_defaults[field]["reason"]
+    kept = resolve_config(TrainConfig(dataset="digits-pairs200", method=method, method_params={field: 0.5}),
+                          load_dataset("digits-pairs200"))  # a flag wins  # fmt: skip
+    assert kept.method_params[field] == 0.5 and field not in kept.data_defaults
+
+
+def test_instance_temperature_rule_keeps_a_lower_backbone_default() -> None:
+    """GCC on a ResNet keeps the paper's RGC tau of 0.1 (below the rule's 0.224 at 200 clusters)."""
+    pairs = load_dataset("digits-pairs200")
+    resnet = resolve_config(TrainConfig(dataset="digits-pairs200", method="gcc", backbone="resnet18"), pairs, "cuda")
+    assert resnet.method_params["rgc_temperature"] == 0.1
+    assert "already at most" in resnet.data_defaults["rgc_temperature"]["reason"]
+    lnscc = resolve_config(TrainConfig(dataset="digits-pairs200", method="lnscc"), pairs)  # no instance contrast
+    assert not {"instance_temperature", "rgc_temperature"} & set(lnscc.data_defaults)
 
 
 def test_uccc_strong_view_up_to_40_clusters(folders: dict[str, Path]) -> None:

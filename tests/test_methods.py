@@ -475,6 +475,23 @@ def test_sacc_cluster_contrast_runs_at_the_temperature_chosen_from_the_clusters(
     assert cc.method_params["cluster_temperature"] == 1.0  # CC keeps its paper's value (README)
 
 
+@pytest.mark.parametrize(("method", "loss_name"),
+                         [("cc", "nt_xent"), ("sacc", "nt_xent"), ("gcc", "graph_contrastive_loss")])  # fmt: skip
+def test_instance_contrast_runs_at_the_temperature_chosen_from_the_clusters(
+    method: str, loss_name: str, digits: DataSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = resolve_config(TrainConfig(method=method, dataset="digits", batch_size=16, num_clusters=200), digits)
+    built = build_method(config, digits, DEVICE)
+    if method != "gcc":  # CC and SACC built without resolve_config apply the same rule (GCC: its field's)
+        unset = type(built)(built.model, type(built.params)(), len(digits))
+        assert built.instance_temperature == unset.instance_temperature == 0.224
+    module = __import__(f"clustering.methods.{method}", fromlist=[loss_name])
+    real, taus = getattr(module, loss_name), []
+    monkeypatch.setattr(module, loss_name, lambda a, b, tau, **kw: taus.append(tau) or real(a, b, tau, **kw))
+    one_step(built, config, ViewMaker(config, digits, DEVICE), digits)
+    assert taus and set(taus) == {0.224}  # 0.5 sqrt(40 / 200): every instance-level pair (SACC: two)
+
+
 def test_sacc_sigma_weights_the_cluster_losses(digits: DataSet) -> None:
     a, config, _ = setup("sacc", digits, sigma=1.0)
     b, _, _ = setup("sacc", digits, sigma=0.5)

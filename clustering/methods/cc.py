@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from clustering.data_defaults import choose_instance_temperature, instance_contrast_temperature
 from clustering.losses import balance_loss, cc_cluster_loss, nt_xent
 from clustering.methods.common import paper_adam_defaults, require_images
 from clustering.methods.registry import Batch, ClusterMethod, EpochContext, StepOutput, register_method
@@ -18,7 +19,9 @@ from clustering.reseed import maybe_reseeder, reseed_at_end
 class CCParams:
     """CC hyperparameters (paper defaults).
 
-    instance_temperature: tau_I of the instance NT-Xent (Eq. 2).
+    instance_temperature: tau_I of the instance NT-Xent (Eq. 2; paper 0.5). None (the default): from
+        the number of clusters, ``clustering.data_defaults.choose_instance_temperature``: 0.5 up to 40
+        clusters, 0.5 sqrt(40 / C) above (0.224 at 200, where 0.5 left the classes mixed in z; README).
     cluster_temperature: tau_C of the cluster-level NT-Xent (Eq. 5).
     entropy: add log C - H(p) for each view (Eq. 6); off reproduces "CC without its entropy
         term", which the UCCC paper (Fig. 3) shows degenerating.
@@ -27,7 +30,7 @@ class CCParams:
         the run finishes (as UCCC's ``reseed_final``).
     """
 
-    instance_temperature: float = 0.5
+    instance_temperature: float | None = None
     cluster_temperature: float = 1.0
     entropy: bool = True
     reseed_empty: bool = False
@@ -36,7 +39,7 @@ class CCParams:
     VALUE_BEFORE_ADDED: ClassVar[dict[str, Any]] = {"reseed_final": False}
 
     def validate(self) -> None:
-        if self.instance_temperature <= 0 or self.cluster_temperature <= 0:
+        if (self.instance_temperature is not None and self.instance_temperature <= 0) or self.cluster_temperature <= 0:
             raise ValueError("temperatures must be > 0")
 
 
@@ -53,12 +56,16 @@ class CC(ClusterMethod):
     Params = CCParams
     train_defaults = paper_adam_defaults(batch_size=256)
     column_contrast = True  # its cluster-level NT-Xent over the batch's columns
+    param_rules = {"instance_temperature": choose_instance_temperature}
 
     def __init__(self, model: ClusterModel, params: CCParams, num_samples: int) -> None:
         super().__init__()
         require_images(model, self.name)
         self.model = model
         self.params = params
+        # Unset when the method is built without resolve_config (which applies the rule): the same rule.
+        self.instance_temperature = (params.instance_temperature if params.instance_temperature is not None
+                                     else instance_contrast_temperature(model.num_clusters))  # fmt: skip
         self.reseeder = maybe_reseeder(params.reseed_empty, model.cluster_head, num_samples)
 
     def on_train_end(self, context: EpochContext) -> dict[str, float]:
@@ -75,7 +82,7 @@ class CC(ClusterMethod):
         p_a, p_b = batch.gather_views(out.probs, 2)
         if self.reseeder is not None:
             self.reseeder.observe(p_a.detach(), batch.first_view_rows(out.h), self.model.cluster_head)
-        loss_ins = nt_xent(*batch.gather_views(out.z, 2), p.instance_temperature)
+        loss_ins = nt_xent(*batch.gather_views(out.z, 2), self.instance_temperature)
         loss_clu = cc_cluster_loss(p_a, p_b, p.cluster_temperature, entropy=p.entropy)
         with torch.no_grad():  # logged whether or not it is optimised: shows a collapse coming
             balance = balance_loss(p_a) + balance_loss(p_b)

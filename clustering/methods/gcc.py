@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from clustering.augment import to_float
+from clustering.data_defaults import choose_instance_temperature
 from clustering.errors import ConfigError
 from clustering.losses import assignment_contrastive_loss, balance_loss, graph_contrastive_loss
 from clustering.methods.common import fetch, out_features, require_images
@@ -79,7 +80,10 @@ class GCCParams:
     reseed_final: with ``reseed_empty``, re-seed the clusters still empty on the whole data set when
         the run finishes (as UCCC's ``reseed_final``).
 
-    Backbone defaults (``train_defaults.by_backbone``): on ``cnn`` rgc_temperature is 0.5.
+    Backbone defaults (``train_defaults.by_backbone``): on ``cnn`` rgc_temperature is 0.5. Unset, it
+    is also at most 0.5 sqrt(40 / C) above 40 clusters (``clustering.data_defaults``
+    ``choose_instance_temperature``, as the other methods' instance contrast: 0.224 at 200 clusters,
+    where 0.5 left the classes mixed in z; README).
     """
 
     neighbors: int = 5
@@ -150,6 +154,7 @@ class GCC(ClusterMethod):
     # cluster against 2.5 on 400 images of 40 classes: 0.735 / 0.792 against 0.682 / 0.708
     # (two-digit numbers), 0.790 / 0.762 against 0.755 / 0.738 (subjects), seeds 0 / 1.
     column_contrast = True
+    param_rules = {"rgc_temperature": choose_instance_temperature}
     train_defaults = TrainDefaults(
         optimizer="sgd", lr=0.4, weight_decay=1e-4, scheduler="cosine", batch_size=256,
         by_backbone={"cnn": {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "scheduler": "none",

@@ -134,9 +134,11 @@ class ClusterMethod(nn.Module):
     #: shapes for these (they are not used to evaluate), and nothing else is resized.
     sample_buffers: ClassVar[tuple[str, ...]] = ()
     #: Parameters whose default comes from the data's shape: name -> rule taking a
-    #: ``clustering.data_defaults.DataProfile`` and giving a ``Choice``, applied by ``resolve_config``
-    #: where the user left the parameter unset (None), kept with its reason in ``data_defaults``.
-    param_rules: ClassVar[dict[str, Callable[[Any], Any]]] = {}
+    #: ``clustering.data_defaults.DataProfile`` and the value the method would use without the rule
+    #: (its field default, or its backbone default; a rule may ignore it) and giving a ``Choice``,
+    #: applied by ``resolve_config`` where the user left the parameter unset (None), kept with its
+    #: reason in ``data_defaults``.
+    param_rules: ClassVar[dict[str, Callable[[Any, Any], Any]]] = {}
     #: The loss contrasts clusters' columns of probabilities over the batch (CC's cluster-level
     #: NT-Xent, GCC's AGC): the batch default then keeps several images per cluster in a batch
     #: (``clustering.data_defaults.choose_batch_size``).

@@ -16,7 +16,12 @@ from typing import Any, ClassVar
 import torch
 
 from clustering.augment.strong import MAX_LEVEL
-from clustering.data_defaults import choose_cluster_temperature, cluster_contrast_temperature
+from clustering.data_defaults import (
+    choose_cluster_temperature,
+    choose_instance_temperature,
+    cluster_contrast_temperature,
+    instance_contrast_temperature,
+)
 from clustering.losses import cc_cluster_loss, nt_xent
 from clustering.methods.common import paper_adam_defaults, require_images
 from clustering.methods.registry import Batch, ClusterMethod, EpochContext, StepOutput, register_method
@@ -28,10 +33,11 @@ from clustering.reseed import maybe_reseeder, reseed_at_end
 class SACCParams:
     """SACC hyperparameters (paper defaults).
 
-    instance_temperature / cluster_temperature: 0.5 and, up to 10 clusters, 1.0, as CC. None (the
-        default ``cluster_temperature``): chosen from the number of clusters by
-        ``clustering.data_defaults.choose_cluster_temperature`` (0.294 at 100 clusters; CC's 1.0
-        thins out the push between columns as C grows, README).
+    instance_temperature / cluster_temperature: 0.5 and, up to 10 clusters, 1.0, as CC. None (their
+        defaults): chosen from the number of clusters by
+        ``clustering.data_defaults.choose_instance_temperature`` (as CC: 0.224 at 200 clusters) and
+        ``choose_cluster_temperature`` (0.294 at 100 clusters; CC's 1.0 thins out the push between
+        columns as C grows, README).
     sigma: weight of the three cluster losses (1; the design notes 0.5 for CIFAR-100).
     entropy: CC's log C - H term inside every cluster loss.
     ra_n / ra_m: RandAugment's number of ops per image and magnitude (0..10 scale).
@@ -42,7 +48,7 @@ class SACCParams:
         the run finishes (as UCCC's ``reseed_final``).
     """
 
-    instance_temperature: float = 0.5
+    instance_temperature: float | None = None
     cluster_temperature: float | None = None
     sigma: float = 1.0
     entropy: bool = True
@@ -54,7 +60,7 @@ class SACCParams:
     VALUE_BEFORE_ADDED: ClassVar[dict[str, Any]] = {"reseed_empty": False, "reseed_final": False}
 
     def validate(self) -> None:
-        if self.instance_temperature <= 0 or (self.cluster_temperature is not None and self.cluster_temperature <= 0):
+        if any(t is not None and t <= 0 for t in (self.instance_temperature, self.cluster_temperature)):
             raise ValueError("temperatures must be > 0")
         if self.sigma < 0:
             raise ValueError(f"sigma must be >= 0, got {self.sigma}")
@@ -75,14 +81,17 @@ class SACC(ClusterMethod):
     Params = SACCParams
     train_defaults = paper_adam_defaults(batch_size=200)
     column_contrast = True  # CC's cluster-level NT-Xent over the batch's columns
-    param_rules = {"cluster_temperature": choose_cluster_temperature}
+    param_rules = {"instance_temperature": choose_instance_temperature,
+                   "cluster_temperature": choose_cluster_temperature}  # fmt: skip
 
     def __init__(self, model: ClusterModel, params: SACCParams, num_samples: int) -> None:
         super().__init__()
         require_images(model, self.name)
         self.model = model
         self.params = params
-        # Unset when the method is built without resolve_config (which applies the rule): the same rule.
+        # Unset when the method is built without resolve_config (which applies the rules): the same rules.
+        self.instance_temperature = (params.instance_temperature if params.instance_temperature is not None
+                                     else instance_contrast_temperature(model.num_clusters))  # fmt: skip
         self.cluster_temperature = (params.cluster_temperature if params.cluster_temperature is not None
                                     else cluster_contrast_temperature(model.num_clusters))  # fmt: skip
         self.reseeder = maybe_reseeder(params.reseed_empty, model.cluster_head, num_samples)
@@ -103,7 +112,7 @@ class SACC(ClusterMethod):
         p1, p2, ps = batch.gather_views(out.probs, 3)
         if self.reseeder is not None:
             self.reseeder.observe(p1.detach(), batch.first_view_rows(out.h), self.model.cluster_head)
-        t_i, t_c = p.instance_temperature, self.cluster_temperature
+        t_i, t_c = self.instance_temperature, self.cluster_temperature
         loss_ins = nt_xent(z1, z2, t_i) + nt_xent(z2, zs, t_i)
         loss_clu = (
             cc_cluster_loss(p1, p2, t_c, entropy=p.entropy)

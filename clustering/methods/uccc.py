@@ -14,7 +14,7 @@ from clustering.data_defaults import (
     choose_cc_weight,
     choose_instance_temperature,
     choose_strong_view,
-    uccc_instance_temperature,
+    instance_contrast_temperature,
     uccc_strong_view,
 )
 from clustering.errors import ConfigError
@@ -236,7 +236,7 @@ class UCCC(ClusterMethod):
         self.pos_conf = params.threshold(model.num_clusters)
         # Unset when the method is built without resolve_config (which applies the rule): the same rule.
         self.instance_temperature = (params.instance_temperature if params.instance_temperature is not None
-                                     else uccc_instance_temperature(model.num_clusters))  # fmt: skip
+                                     else instance_contrast_temperature(model.num_clusters))  # fmt: skip
         self.strong_view = (params.strong_view if params.strong_view is not None
                             else uccc_strong_view(model.num_clusters))  # fmt: skip
         if params.logit_norm and params.logit_norm_until is not None:
