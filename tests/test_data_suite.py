@@ -65,12 +65,13 @@ needs_cifar = pytest.mark.skipif(not (SHARED / "cifar10-test").is_dir(), reason=
 
 @pytest.fixture(scope="module")
 def proxies() -> dict[str, DataSet]:
-    return {name: load_dataset(name, root=SHARED) for name in ("objects-poses20", "objects-ids40")}
+    return {name: load_dataset(name, root=SHARED) for name in ("objects-poses20", "objects-ids40", "objects-ids100")}
 
 
 @needs_cifar
 @pytest.mark.parametrize("name,shape,classes,per_class", [("objects-poses20", (1440, 1, 128, 128), 20, 72),
-                                                          ("objects-ids40", (400, 1, 32, 32), 40, 10)])  # fmt: skip
+                                                          ("objects-ids40", (400, 1, 32, 32), 40, 10),
+                                                          ("objects-ids100", (2000, 1, 32, 32), 100, 20)])  # fmt: skip
 def test_gray_proxies_have_their_documented_shape(proxies: dict[str, DataSet], name: str, shape: tuple,
                                                   classes: int, per_class: int) -> None:  # fmt: skip
     data = proxies[name]
@@ -93,8 +94,10 @@ def test_poses20_objects_sit_on_black_and_turn_into_their_mirror_image(proxies: 
 
 
 @needs_cifar
-def test_ids40_shots_of_a_subject_are_closer_to_each_other_than_to_other_subjects(proxies: dict[str, DataSet]) -> None:
-    data = proxies["objects-ids40"]
+@pytest.mark.parametrize("name", ["objects-ids40", "objects-ids100"])
+def test_shots_of_a_subject_are_closer_to_each_other_than_to_other_subjects(proxies: dict[str, DataSet],
+                                                                            name: str) -> None:  # fmt: skip
+    data = proxies[name]
     flat = data.inputs.float().flatten(1)
     flat = (flat - flat.mean(1, keepdim=True)) / flat.std(1, keepdim=True)
     distances = torch.cdist(flat, flat)

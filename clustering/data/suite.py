@@ -2,7 +2,7 @@
 
 The defaults must hold on data nobody tuned them for, so they are measured on a suite that varies
 what the defaults depend on: channels (grayscale, colour), native size (8 to 128 px), N (400 to
-4,000) and C (10, 20, 40, 200). Every set is deterministic (fixed selection seed).
+4,000) and C (10, 20, 40, 100, 200). Every set is deterministic (fixed selection seed).
 
 - Embedded (scikit-learn's digits, offline): ``digits-64`` (upsampled to 64 px), ``digits-rot20``
   (each digit upright and turned 90 degrees: 20 classes), ``digits-pairs40`` (two-digit numbers,
@@ -16,7 +16,8 @@ what the defaults depend on: channels (grayscale, colour), native size (8 to 128
   each, 128 px: a COIL-like turntable) and ``objects-ids40`` (40 subjects, 10 shots each under
   changed pose, scale and lighting, 32 px: the regime of a small face collection). Their classes
   live in natural-image detail, not in strokes, so they test the 16 px grayscale rule where the
-  handwriting sets cannot.
+  handwriting sets cannot; ``objects-ids100`` (100 such subjects, 20 shots each) tests the
+  many-cluster rules away from digits.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from clustering.data.sources import load_digits, load_imagefolder, load_mnist_te
 
 SUITE_SEED = 20261201
 SUITE = ("digits-64", "digits-rot20", "digits-pairs40", "digits-pairs100", "digits-pairs200", "mnist-1k", "cifar10-2k",
-         "cifar10-flip20", "objects-poses20", "objects-ids40")
+         "cifar10-flip20", "objects-poses20", "objects-ids40", "objects-ids100")
 
 
 def _subfolder(root: str | Path | None, dataset: str, name: str) -> Path:
@@ -200,25 +201,36 @@ def load_objects_poses20(root: str | Path | None = None, split: str = "both", **
     return _dataset(_to_uint8(posed * exposure), labels, names, "objects-poses20")
 
 
-def load_objects_ids40(root: str | Path | None = None, split: str = "both", **_: object) -> DataSet:
-    """40 subjects, 10 shots each, 32 px grayscale (400 images): the shape of a small face
-    collection. A subject is a CIFAR-10 image; each shot turns it a little (tilt up to 10 degrees,
-    a horizontal narrowing as a head turning), rescales and shifts it, and lights it from a
-    random side with a random exposure."""
-    gray, names = _cifar_gray_subjects(root, "objects-ids40", 40)
-    rng = np.random.default_rng(SUITE_SEED + 1)
-    labels = np.repeat(np.arange(40), 10)
+def _subject_shots(root: str | Path | None, dataset: str, subjects: int, shots: int, seed: int) -> DataSet:
+    """``subjects`` CIFAR-10 test images in gray, ``shots`` shots of each at 32 px: each shot turns
+    it a little (tilt up to 10 degrees, a horizontal narrowing as a head turning), rescales and
+    shifts it, and lights it from a random side with a random exposure."""
+    gray, names = _cifar_gray_subjects(root, dataset, subjects)
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(subjects), shots)
     count = len(labels)
 
     def draw(low: float, high: float) -> torch.Tensor:
         return torch.from_numpy(rng.uniform(low, high, count)).float()
 
     scale = draw(0.9, 1.1)
-    shots = _warp(gray[torch.from_numpy(labels)], 32, draw(-0.17, 0.17), scale * draw(0.8, 1.0), scale,
+    taken = _warp(gray[torch.from_numpy(labels)], 32, draw(-0.17, 0.17), scale * draw(0.8, 1.0), scale,
                   draw(-0.1, 0.1), draw(-0.1, 0.1))  # fmt: skip
     side = torch.linspace(-1, 1, 32).view(1, 1, 1, 32) * draw(-0.35, 0.35).view(-1, 1, 1, 1)
-    lit = shots * (1 + side) * draw(0.7, 1.2).view(-1, 1, 1, 1)
-    return _dataset(_to_uint8(lit), labels, names, "objects-ids40")
+    lit = taken * (1 + side) * draw(0.7, 1.2).view(-1, 1, 1, 1)
+    return _dataset(_to_uint8(lit), labels, names, dataset)
+
+
+def load_objects_ids40(root: str | Path | None = None, split: str = "both", **_: object) -> DataSet:
+    """40 subjects, 10 shots each, 32 px grayscale (400 images): the shape of a small face
+    collection (``_subject_shots``)."""
+    return _subject_shots(root, "objects-ids40", 40, 10, SUITE_SEED + 1)
+
+
+def load_objects_ids100(root: str | Path | None = None, split: str = "both", **_: object) -> DataSet:
+    """100 subjects, 20 shots each, 32 px grayscale (2,000 images): the many-cluster regime of
+    ``digits-pairs100`` on photographic content instead of strokes (``_subject_shots``)."""
+    return _subject_shots(root, "objects-ids100", 100, 20, SUITE_SEED + 2)
 
 
 for _spec in (
@@ -241,5 +253,7 @@ for _spec in (
                    "128 px (COIL-like; --root: cifar10-test or its parent)", True, 20),
     DataSourceSpec("objects-ids40", load_objects_ids40, "suite: 40 gray subjects x 10 shots, 32 px (a small "
                    "face collection's shape; --root: cifar10-test or its parent)", True, 40),
+    DataSourceSpec("objects-ids100", load_objects_ids100, "suite: 100 gray subjects x 20 shots, 32 px (many "
+                   "clusters, photographic content; --root: cifar10-test or its parent)", True, 100),
 ):  # fmt: skip
     register_source(_spec)
