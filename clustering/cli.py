@@ -72,7 +72,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "(spherical k-means from its partition; default: on below 100 images per cluster)")
     g.add_argument("--no-sync-bn", dest="sync_bn", action="store_false",
                    help="under torchrun (DDP), keep batch-norm statistics per process instead of global")
-    g.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs")
+    g.add_argument("--eval-every", type=int,
+                   help="evaluate (metrics row, predictions, last.pt) every N epochs (default: after an epoch "
+                        "once the training since the last evaluation took 20x as long as it did)")
     g.add_argument("--best-metric", default="loss",
                    help="what best.pt tracks (loss needs no labels); " + one_of("best_metric"))
     g.add_argument("--projections", default="umap+tsne",

@@ -42,7 +42,7 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: bool | None = None  # channels-last memory for conv backbones; None = on for images
     threads: int | None = None
-    eval_every: int = 1
+    eval_every: int | None = None  # epochs between evaluations; None = by time (clustering.train.EVAL_TIME_RATIO)
     eval_batch_size: int = 1024
     checkpoint_minutes: float = 5.0
     best_metric: str = "loss"

@@ -203,6 +203,6 @@ def test_flags_given_at_their_default_still_override_the_config_file(tmp_path: P
 
     kept = resolved()
     assert (kept.seed, kept.amp, kept.eval_every) == (5, "off", 3)  # the file's values
-    given = resolved("--seed", "0", "--amp=auto", "--eval-every", "1")  # each at the flag's own default
+    given = resolved("--seed", "0", "--amp=auto", "--eval-every", "1")  # seed and amp at their flags' defaults
     assert (given.seed, given.amp, given.eval_every) == (0, "auto", 1)
     assert given_train_flags(["--seed", "0", "--no-progress"]) == {"seed", "no_progress"}

@@ -93,7 +93,7 @@ def test_a_training_run_writes_one_record_per_evaluation(tmp_path: Path) -> None
     from clustering.data import load_dataset
     from clustering.train import train
 
-    config = TrainConfig(method="uccc", dataset="digits", image_size=12, batch_size=256, max_steps=16,
+    config = TrainConfig(method="uccc", dataset="digits", image_size=12, batch_size=256, max_steps=16, eval_every=1,
                          out=str(tmp_path), run_id="r", threads=1, projections="none")  # fmt: skip
     result = train(config, progress=False, data=load_dataset("digits", image_size=12))
     history, rows = read_history(result.run_dir), read_metrics(result.run_dir)

@@ -55,6 +55,66 @@ def test_a_short_run_writes_a_valid_run_directory(tmp_path: Path) -> None:
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 8
 
 
+def test_eval_every_evaluates_and_checkpoints_every_nth_epoch(tmp_path: Path) -> None:
+    steps: list[int] = []
+    train(small_config(tmp_path, max_steps=28, eval_every=2, run_id="e2"), progress=False, data=DIGITS,
+          on_step=lambda step, parts: steps.append(step))  # fmt: skip
+    rows = read_metrics(tmp_path / "e2")
+    assert [r["epoch"] for r in rows] == [2, 4]  # 7 steps an epoch: epochs 2 and 4 end at step 14 and 28
+    assert steps == list(range(1, 29))
+
+
+def test_by_default_short_epochs_are_evaluated_by_time_and_rows_average_every_step_since_the_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import clustering.train as train_module
+
+    # A ratio no evaluation can meet: epoch 1 (before any evaluation was timed) and the run's end.
+    monkeypatch.setattr(train_module, "EVAL_TIME_RATIO", 1e9)
+    losses: dict[int, float] = {}
+    train(small_config(tmp_path, max_steps=28, run_id="auto"), progress=False, data=DIGITS,
+          on_step=lambda step, parts: losses.__setitem__(step, parts["loss"]))  # fmt: skip
+    rows = read_metrics(tmp_path / "auto")
+    assert [r["step"] for r in rows] == [7, 28]
+    assert rows[0]["loss"] == pytest.approx(np.mean([losses[i] for i in range(1, 8)]), rel=1e-6)
+    assert rows[1]["loss"] == pytest.approx(np.mean([losses[i] for i in range(8, 29)]), rel=1e-6)
+    assert load_checkpoint(tmp_path / "auto" / "checkpoints" / "last.pt")["step"] == 28
+    # A ratio every evaluation meets: every epoch, as eval_every=1; the same steps either way.
+    monkeypatch.setattr(train_module, "EVAL_TIME_RATIO", 0.0)
+    every: dict[int, float] = {}
+    train(small_config(tmp_path, max_steps=28, run_id="every"), progress=False, data=DIGITS,
+          on_step=lambda step, parts: every.__setitem__(step, parts["loss"]))  # fmt: skip
+    assert [r["step"] for r in read_metrics(tmp_path / "every")] == [7, 14, 21, 28]
+    assert every == pytest.approx(losses, rel=1e-6, abs=1e-7)
+
+
+def test_a_run_stopped_after_unevaluated_epochs_resumes_exactly(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    import clustering.train as train_module
+
+    monkeypatch.setattr(train_module, "EVAL_TIME_RATIO", 1e9)  # epoch 1 and the end only
+    reference: dict[int, float] = {}
+    train(small_config(tmp_path, max_steps=21, run_id="ref"), progress=False, data=DIGITS,
+          on_step=lambda step, parts: reference.__setitem__(step, parts["loss"]))  # fmt: skip
+
+    def stop_at_16(step: int, _parts: dict[str, float]) -> None:
+        if step == 16:  # in epoch 3; epoch 2's end (step 14) was not evaluated
+            request_stop(tmp_path / "cut")
+
+    first = train(small_config(tmp_path, max_steps=21, run_id="cut"), progress=False, data=DIGITS, on_step=stop_at_16)
+    assert first.state == "stopped" and [r["step"] for r in read_metrics(first.run_dir)] == [7, 16]
+    assert load_checkpoint(first.run_dir / "checkpoints" / "last.pt")["step"] == 16
+    resumed: dict[int, float] = {}
+    train(resume=first.run_dir, progress=False, data=DIGITS,
+          on_step=lambda step, parts: resumed.__setitem__(step, parts["loss"]))  # fmt: skip
+    assert sorted(resumed) == list(range(17, 22))
+    for step in resumed:
+        assert resumed[step] == pytest.approx(reference[step], rel=1e-6, abs=1e-7), step
+    rows = read_metrics(first.run_dir)
+    assert [r["step"] for r in rows] == [7, 16, 21]
+    assert rows[-1]["loss"] == pytest.approx(np.mean([resumed[i] for i in range(17, 22)]), rel=1e-6)
+
+
 def test_resume_continues_exactly_where_the_run_stopped(tmp_path: Path) -> None:
     # Uninterrupted reference: 10 steps (crossing the epoch boundary at step 7).
     reference: dict[int, float] = {}

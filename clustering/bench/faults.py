@@ -51,9 +51,11 @@ class FaultSettings:
     timeout: float = 300.0
 
     def train_args(self, run_id: str) -> list[str]:
+        # Evaluated every epoch, so that every trial passes the same fault points.
         return ["train", "--dataset", self.dataset, "--image-size", str(self.image_size), "--epochs", str(self.epochs),
                 "--batch-size", str(self.batch_size), "--seed", str(self.seed), "--threads", "1", "--no-progress",
-                "--out", str(self.out), "--run-id", run_id, "--projections", "none"]  # fmt: skip
+                "--out", str(self.out), "--run-id", run_id, "--projections", "none",
+                "--eval-every", "1"]  # fmt: skip
 
 
 @dataclass
