@@ -64,6 +64,17 @@ def test_sixteen_bit_files_are_scaled_not_clipped(tmp_path: Path) -> None:
     assert data.inputs[1, 0].numpy().max() == 255  # each file by its own peak (documented)
 
 
+def test_float_files_within_zero_and_one_are_read_as_levels_not_black(tmp_path: Path) -> None:
+    ramp = np.linspace(0, 1, 16 * 16, dtype=np.float32).reshape(16, 16)  # mode F, as float TIFFs are
+    write(tmp_path / "a" / "0.tif", ramp)
+    write(tmp_path / "a" / "1.tif", ramp * 1000)  # beyond 255: by its own peak, as 16-bit files
+    data = load_dataset("imagefolder", root=tmp_path)
+    unit, wide = data.inputs[0, 0].numpy(), data.inputs[1, 0].numpy()
+    assert data.inputs.shape == (2, 1, 16, 16) and data.meta["channels_note"] is None
+    assert unit.min() == 0 and unit.max() >= 254 and 120 <= np.median(unit) <= 135
+    assert wide.max() == 255 and 120 <= np.median(wide) <= 135
+
+
 def test_channel_spread_and_tolerance_by_hand(tmp_path: Path) -> None:
     pixels = np.zeros((2, 2, 3), np.uint8)
     pixels[1, 1] = (10, 10 + GRAY_TOLERANCE, 10)

@@ -41,7 +41,8 @@ def read_rgb(path: Path, size: int) -> tuple[np.ndarray, bool]:
     whether the file itself is a grayscale mode.
 
     Wide grayscale (16-bit or float files) is scaled into 0-255 by its own maximum, not clipped at
-    255 as PIL's conversion does (a 16-bit scan would turn white)."""
+    255 as PIL's conversion does (a 16-bit scan would turn white); a float file within [0, 1] (the
+    usual range of float images) is read as 0-255, not truncated to black and 1."""
     from PIL import Image
 
     with Image.open(path) as img:
@@ -50,6 +51,8 @@ def read_rgb(path: Path, size: int) -> tuple[np.ndarray, bool]:
             wide = np.asarray(img, dtype=np.float32)
             peak = float(wide.max()) if wide.size else 0.0
             scale = 255.0 / peak if peak > 255.0 else 1.0
+            if img.mode == "F" and 0.0 < peak <= 1.0 and float(wide.min()) >= 0.0:
+                scale = 255.0
             img = Image.fromarray(np.clip(wide * scale, 0, 255).astype(np.uint8))
         img = img.convert("RGB")
         if img.size != (size, size):
