@@ -75,6 +75,37 @@ def test_float_files_within_zero_and_one_are_read_as_levels_not_black(tmp_path: 
     assert wide.max() == 255 and 120 <= np.median(wide) <= 135
 
 
+def test_hidden_files_and_folders_are_not_images_or_classes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    for c in range(2):
+        for i in range(3):
+            write(tmp_path / f"c{c}" / f"{i}.png", rng.integers(0, 256, (12, 12), dtype=np.uint8))
+    (tmp_path / "c0" / "._0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # macOS's copy of a file's metadata
+    (tmp_path / ".DS_Store").write_bytes(b"Bud1")
+    (tmp_path / ".ipynb_checkpoints").mkdir()  # Jupyter's, beside the class folders
+    write(tmp_path / "__MACOSX" / "c0" / "0.png", np.zeros((12, 12), np.uint8))  # a Mac zip's shadow tree
+    data = load_dataset("imagefolder", root=tmp_path)
+    assert len(data) == 6 and data.num_classes == 2 and data.class_names == ["c0", "c1"]
+
+
+def test_a_class_folder_without_images_is_named_in_the_error(tmp_path: Path) -> None:
+    for i in range(3):
+        write(tmp_path / "digits" / f"{i}.png", np.full((12, 12), 40 * i, np.uint8))
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not an image")
+    with pytest.raises(DataError, match=r"'notes' .* hold no images"):
+        load_dataset("imagefolder", root=tmp_path)
+
+
+def test_unreadable_files_are_all_named_in_one_error(tmp_path: Path) -> None:
+    for i in range(3):
+        write(tmp_path / "a" / f"{i}.png", np.full((12, 12), 40 * i, np.uint8))
+    (tmp_path / "a" / "broken.png").write_bytes(b"not a png")
+    (tmp_path / "a" / "cut.jpg").write_bytes(b"\xff\xd8\xff")  # a JPEG cut off after its marker
+    with pytest.raises(DataError, match=r"2 of 5 files could not be read as images: .*broken\.png.*cut\.jpg"):
+        load_dataset("imagefolder", root=tmp_path)
+
+
 def test_channel_spread_and_tolerance_by_hand(tmp_path: Path) -> None:
     pixels = np.zeros((2, 2, 3), np.uint8)
     pixels[1, 1] = (10, 10 + GRAY_TOLERANCE, 10)

@@ -17,12 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
+from clustering.data.base import DataError
+
 #: What PIL decodes and torchvision's ImageFolder accepts, plus Netpbm's family (the AT&T/ORL
 #: faces are .pgm) and GIF (the Yale faces).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm", ".pnm")
 #: Channels this close (in 0-255 levels) on every pixel are one gray level stored three times.
 GRAY_TOLERANCE = 2
 _WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")  # 16-bit, 32-bit integer, float
+#: What PIL raises on a file it cannot decode (UnidentifiedImageError is an OSError; truncated or
+#: malformed files raise the others).
+UNREADABLE = (OSError, ValueError, SyntaxError)
 
 
 def common_size(paths: list[Path], sample: int = 64) -> int:
@@ -31,8 +36,13 @@ def common_size(paths: list[Path], sample: int = 64) -> int:
 
     sizes: Counter[int] = Counter()
     for path in paths[:sample]:
-        with Image.open(path) as img:
-            sizes[min(img.size)] += 1
+        try:
+            with Image.open(path) as img:
+                sizes[min(img.size)] += 1
+        except UNREADABLE:
+            continue  # read_images names every such file
+    if not sizes:
+        raise DataError(f"none of the first {min(sample, len(paths))} image files could be read, e.g. {paths[0]}")
     return sizes.most_common(1)[0][0]
 
 
@@ -71,11 +81,20 @@ def read_images(paths: list[Path], size: int) -> tuple[np.ndarray, str | None]:
     gray pictures came from colour files (None when the files' modes said it)."""
     images = np.empty((len(paths), size, size, 3), dtype=np.uint8)
     spread, colour_files = 0, 0
+    unreadable: list[str] = []
     for i, path in enumerate(paths):
-        images[i], gray_mode = read_rgb(path, size)
+        try:
+            images[i], gray_mode = read_rgb(path, size)
+        except UNREADABLE as exc:
+            unreadable.append(f"{path} ({type(exc).__name__})")
+            continue
         colour_files += not gray_mode
         if spread <= GRAY_TOLERANCE:  # one colour image settles it
             spread = max(spread, channel_spread(images[i]))
+    if unreadable:
+        more = f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+        raise DataError(f"{len(unreadable)} of {len(paths)} files could not be read as images: "
+                        f"{', '.join(unreadable[:5])}{more}; remove or replace them")  # fmt: skip
     if spread > GRAY_TOLERANCE:
         return images, None
     # The channels agree to within rounding: keep their mean, one channel (in chunks: a folder of

@@ -122,6 +122,16 @@ def load_mnist_test(root: str | Path | None = None, split: str = "test", **_: ob
 MAX_NATIVE_LOAD = 128
 
 
+def _visible(path: Path, base: Path) -> bool:
+    """Not hidden at any level under ``base``: no dot name (.DS_Store, macOS's ._ copies of every
+    file, .ipynb_checkpoints) and no __MACOSX folder (a zip made on a Mac)."""
+    return not any(part.startswith(".") or part == "__MACOSX" for part in path.relative_to(base).parts)
+
+
+def _is_image(path: Path, base: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and _visible(path, base) and path.is_file()
+
+
 def load_imagefolder(
     root: str | Path | None = None,
     split: str = "both",
@@ -138,7 +148,7 @@ def load_imagefolder(
     ``meta["channels_note"]`` says so when colour files held gray pictures).
     """
     folder = require_root(root, "imagefolder")
-    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir())
+    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p, folder))
     if classes_file is not None:
         wanted = [ln.strip() for ln in Path(classes_file).read_text().splitlines() if ln.strip()]
         missing = [w for w in wanted if not (folder / w).is_dir()]
@@ -148,13 +158,19 @@ def load_imagefolder(
     files: list[tuple[Path, int]] = []
     if class_dirs:
         for label, cdir in enumerate(class_dirs):
-            files += [(p, label) for p in sorted(cdir.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+            files += [(p, label) for p in sorted(cdir.rglob("*")) if _is_image(p, folder)]
     else:
-        files = [(p, -1) for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        files = [(p, -1) for p in sorted(folder.iterdir()) if _is_image(p, folder)]
     if len(files) < 2:
         seen = sorted({p.suffix.lower() for p in folder.rglob("*") if p.is_file()})[:10]
         raise DataError(f"found {len(files)} images under {str(folder)!r}; expected <class>/<image> files with one "
                         f"of the suffixes {', '.join(IMAGE_SUFFIXES)} (found: {', '.join(seen) or 'no files'})")
+    empty = sorted(set(range(len(class_dirs))) - {label for _, label in files})
+    if empty:
+        names = ", ".join(repr(class_dirs[i].name) for i in empty[:5])
+        raise DataError(f"class folder(s) {names} of {str(folder)!r} hold no images (suffixes "
+                        f"{', '.join(IMAGE_SUFFIXES)}); every folder under the root is a class: remove them or "
+                        "move their images in")  # fmt: skip
     native = common_size([p for p, _ in files])
     image_size = image_size or min(native, MAX_NATIVE_LOAD)
     images, channels_note = read_images([p for p, _ in files], image_size)
