@@ -16,13 +16,19 @@ from torch import Tensor
 #: The paper's Table 1: positive confidence per number of clusters (tolerant parameter t = 4).
 PAPER_POS_CONF: dict[int, float] = {10: 0.258, 15: 0.484, 20: 0.615, 200: 0.961}
 DEFAULT_TOLERANCE = 4.0
+#: The threshold with the default t where the formula has none: up to C = t clusters 1 - 2t/C is
+#: -1 or below (every pair of views a positive), so 2, 3 and 4 clusters failed with no flags. There
+#: it is 0, the formula's value at C = 2t: a positive is any pair closer than orthogonal. Measured
+#: against Table 1's 0.258 and 0.5 on two- to five-class sets (README, "UCCC on two to four classes").
+FEW_CLUSTERS_POS_CONF = 0.0
 
 
 def positive_threshold(num_clusters: int, tolerance: float = DEFAULT_TOLERANCE) -> float:
     """cos(theta) = 1 - 2t/C (supplement Eq. 1), or Table 1's value for C in {10, 15, 20, 200}.
 
     Table 1 was made with t = 4, so it is used only when ``tolerance`` is 4; any other t uses
-    the formula (this is what the supplement's t = 2..6 ablation needs).
+    the formula (this is what the supplement's t = 2..6 ablation needs). With t = 4 and C <= 4,
+    where the formula leaves (-1, 1), FEW_CLUSTERS_POS_CONF; another t there is an error.
     """
     if int(num_clusters) != num_clusters or num_clusters < 2:
         raise ValueError(f"num_clusters must be an integer >= 2, got {num_clusters}")
@@ -30,6 +36,8 @@ def positive_threshold(num_clusters: int, tolerance: float = DEFAULT_TOLERANCE) 
         raise ValueError(f"tolerance t must be > 0, got {tolerance}")
     if tolerance == DEFAULT_TOLERANCE and int(num_clusters) in PAPER_POS_CONF:
         return PAPER_POS_CONF[int(num_clusters)]
+    if tolerance == DEFAULT_TOLERANCE and num_clusters <= DEFAULT_TOLERANCE:
+        return FEW_CLUSTERS_POS_CONF
     value = 1.0 - 2.0 * tolerance / num_clusters
     if not -1.0 < value < 1.0:
         raise ValueError(

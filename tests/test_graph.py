@@ -18,7 +18,14 @@ def test_positive_threshold_formula(c: int, t: float) -> None:
     assert positive_threshold(c, t) == pytest.approx(1 - 2 * t / c)
 
 
-@pytest.mark.parametrize("c,t", [(4, 4.0), (2, 2.0), (10, 10.0), (3, 3.0)])
+@pytest.mark.parametrize("c", [2, 3, 4])
+def test_with_the_default_t_two_to_four_clusters_get_a_threshold_of_zero(c: int) -> None:
+    # 1 - 8 / C is -3, -1.67 and -1 there: no threshold; 0 is the formula's value at C = 2t = 8.
+    assert positive_threshold(c) == 0.0 and positive_threshold(8) == pytest.approx(0.0)
+    assert positive_threshold(5) == pytest.approx(1 - 8 / 5)  # the formula again from C = 5
+
+
+@pytest.mark.parametrize("c,t", [(4, 5.0), (2, 2.0), (10, 10.0), (3, 3.0)])
 def test_positive_threshold_out_of_range_is_an_error(c: int, t: float) -> None:
     with pytest.raises(ValueError, match=r"not in \(-1, 1\)"):
         positive_threshold(c, t)

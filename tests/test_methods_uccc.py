@@ -83,3 +83,15 @@ def test_logit_norm_standardises_the_logits_and_drops_the_dead_bias() -> None:
     model = build_method(on, data, torch.device("cpu")).model.train()
     logits = model(data.inputs.float() / 255.0).logits
     torch.testing.assert_close(logits.mean(0), torch.zeros(10), atol=1e-5, rtol=0)  # every cluster centred
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_two_and_three_clusters_train_with_no_flags(tmp_path, classes: int) -> None:  # noqa: ANN001
+    # 1 - 2t / C has no threshold in (-1, 1) there with the paper's t = 4: the run used to stop at
+    # setup ("choose t < C"); now the threshold is 0 (clustering.graph.FEW_CLUSTERS_POS_CONF).
+    config = TrainConfig(method="uccc", dataset="patterns", max_steps=40, seed=0, threads=1, out=str(tmp_path),
+                         projections="none")  # fmt: skip
+    result = train(config, data=pattern_images(classes=classes, per_class=40), progress=False)
+    m = result.metrics
+    assert result.state == "finished" and m["n_nonempty"] == classes, m
+    assert m["acc"] > 0.9, {k: m[k] for k in ("acc", "jsd", "n_nonempty")}
