@@ -41,11 +41,9 @@ StepCallback = Callable[[int, dict[str, float]], None]
 
 #: Why a loop halts, by code; the highest code wins when DDP ranks disagree.
 HALT_REASONS = {1: "stop requested", 2: "time budget", 3: "max_steps"}
-#: With ``eval_every`` unset, an epoch ends in an evaluation (a metrics row, predictions, history,
-#: ``last.pt``) once the training since the previous one took this many times as long as that
-#: evaluation did, so evaluations cost at most 1 / (1 + ratio) of a run (under 5%). Epochs of a few
-#: steps (400 images in batches of 200, 4,000 in batches of 1,000) evaluated every epoch spent
-#: 20% and 14% of a CPU run on it; epochs of tens of steps are still evaluated every epoch (README,
+#: With ``eval_every`` unset, an epoch ends in an evaluation (metrics row, predictions, history,
+#: ``last.pt``) once the training since the last one took this many times as long as it did: under
+#: 5% of a run. Epochs of 2-4 steps evaluated every epoch spent 14-20% of a CPU run on it (README,
 #: "When a run evaluates").
 EVAL_TIME_RATIO = 20.0
 
@@ -143,9 +141,8 @@ class TrainingLoop:
         return row
 
     def evaluation_due(self) -> bool:
-        """Whether the epoch that just ended is evaluated: every ``eval_every`` epochs, or where it is
-        unset once the training since the last evaluation took EVAL_TIME_RATIO times as long as
-        that evaluation (always, before the first). The same answer on every rank."""
+        """Evaluate the epoch that just ended? Every ``eval_every`` epochs, else by EVAL_TIME_RATIO
+        (always before the first evaluation); the same answer on every rank."""
         every = self.config.eval_every
         if every is not None:
             return self.state.epoch % every == 0
