@@ -423,8 +423,9 @@ def test_resolve_threshold_and_sampling() -> None:
     assert graphstats.resolve_threshold(10, 4.0) == pytest.approx(0.258)  # the paper's Table 1
     assert graphstats.resolve_threshold(10, 2.0) == pytest.approx(0.6)
     assert graphstats.resolve_threshold(10, None, 0.42) == 0.42
+    assert graphstats.resolve_threshold(4, 4.0) == 0.0  # the trainer's: 1 - 2t / C has none at C <= t
     with pytest.raises(ValueError):
-        graphstats.resolve_threshold(4, 4.0)
+        graphstats.resolve_threshold(4, 5.0)
     with pytest.raises(ValueError):
         graphstats.resolve_threshold(10, None, 1.5)
     s = graphstats.sample_positions(10_000, 2048, 0)
