@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from torch import Tensor, nn
 
 from clustering.errors import ConfigError
 from clustering.methods.defaults import TrainDefaults
 from clustering.models import ClusterModel
+
+T = TypeVar("T")
+
+
+def set_or_rule(value: T | None, rule: Callable[[int], T], num_clusters: int) -> T:
+    """A parameter as set, or, unset (a method built without ``resolve_config``, which applies the
+    method's ``param_rules``), the same rule's value for ``num_clusters``."""
+    return value if value is not None else rule(num_clusters)
 
 
 def is_vector_model(model: ClusterModel) -> bool:

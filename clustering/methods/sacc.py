@@ -23,7 +23,7 @@ from clustering.data_defaults import (
     instance_contrast_temperature,
 )
 from clustering.losses import cc_cluster_loss, nt_xent
-from clustering.methods.common import paper_adam_defaults, require_images
+from clustering.methods.common import paper_adam_defaults, require_images, set_or_rule
 from clustering.methods.registry import Batch, ClusterMethod, EpochContext, StepOutput, register_method
 from clustering.models import ClusterModel
 from clustering.reseed import maybe_reseeder, reseed_at_end
@@ -89,11 +89,9 @@ class SACC(ClusterMethod):
         require_images(model, self.name)
         self.model = model
         self.params = params
-        # Unset when the method is built without resolve_config (which applies the rules): the same rules.
-        self.instance_temperature = (params.instance_temperature if params.instance_temperature is not None
-                                     else instance_contrast_temperature(model.num_clusters))  # fmt: skip
-        self.cluster_temperature = (params.cluster_temperature if params.cluster_temperature is not None
-                                    else cluster_contrast_temperature(model.num_clusters))  # fmt: skip
+        c = model.num_clusters
+        self.instance_temperature = set_or_rule(params.instance_temperature, instance_contrast_temperature, c)
+        self.cluster_temperature = set_or_rule(params.cluster_temperature, cluster_contrast_temperature, c)
         self.reseeder = maybe_reseeder(params.reseed_empty, model.cluster_head, num_samples)
 
     def on_train_end(self, context: EpochContext) -> dict[str, float]:

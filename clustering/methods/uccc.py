@@ -21,7 +21,7 @@ from clustering.errors import ConfigError
 from clustering.evaluation import embed_all
 from clustering.graph import community_assignments, positive_threshold, rank_graphs
 from clustering.losses import cc_cluster_loss, multi_positive_nt_xent, neighbor_positives, nt_xent, uccc_cluster_loss
-from clustering.methods.common import fetch, paper_adam_defaults, require_images
+from clustering.methods.common import fetch, paper_adam_defaults, require_images, set_or_rule
 from clustering.methods.registry import Batch, ClusterMethod, EpochContext, StepOutput, register_method
 from clustering.models import ClusterModel
 from clustering.neighbors import draw_neighbors, knn_indices
@@ -234,11 +234,9 @@ class UCCC(ClusterMethod):
         self.model = model
         self.params = params
         self.pos_conf = params.threshold(model.num_clusters)
-        # Unset when the method is built without resolve_config (which applies the rule): the same rule.
-        self.instance_temperature = (params.instance_temperature if params.instance_temperature is not None
-                                     else instance_contrast_temperature(model.num_clusters))  # fmt: skip
-        self.strong_view = (params.strong_view if params.strong_view is not None
-                            else uccc_strong_view(model.num_clusters))  # fmt: skip
+        c = model.num_clusters
+        self.instance_temperature = set_or_rule(params.instance_temperature, instance_contrast_temperature, c)
+        self.strong_view = set_or_rule(params.strong_view, uccc_strong_view, c)
         if params.logit_norm and params.logit_norm_until is not None:
             model.cluster_head.append(FreezingLogitNorm(model.num_clusters, affine=params.logit_norm_affine))
         elif params.logit_norm:
