@@ -43,12 +43,6 @@ MIN_STEPS_PER_EPOCH = 4
 #: 0.601-0.740. UCCC's neighbour view, not the batch, gives an image a partner of its class where
 #: a batch holds one or two of each (README, "UCCC's batch at 100 and 200 classes").
 CPU_BATCH = 256
-#: UCCC adds CC's cluster loss (``cc_weight`` 1) where the clusters hold this many images on average:
-#: there it frees the minority styles Eq. 6 leaves in a neighbouring cluster (digits, 180 images a
-#: cluster: 0.990-0.994 against 0.960-0.962), and it lost where they hold 10-72 (40 two-digit
-#: classes of 10, 40 subjects of 10, 20 objects of 72: -0.04 to -0.17; README, "The absorbed
-#: minority styles").
-CC_LOSS_MIN_IMAGES_PER_CLUSTER = 100
 #: CC's and SACC's cluster-level contrast (and GCC's AGC) treats each cluster's column of
 #: probabilities over the batch as one sample; with N / 4 = 100 images in a batch of 40 clusters
 #: (2.5 images a cluster) those columns are mostly noise. For these methods the batch is raised towards this many images
@@ -216,16 +210,6 @@ def _steps_capped_batch(profile: DataProfile, method_batch: int, device_type: st
     cap -= cap % world_size
     return Choice(cap, f"the method's {method_batch} capped at N / {MIN_STEPS_PER_EPOCH} = {cap} so an epoch of "
                        f"{profile.num_samples} samples has {MIN_STEPS_PER_EPOCH} steps")  # fmt: skip
-
-
-def choose_cc_weight(profile: DataProfile, default: Any = None) -> Choice:
-    """UCCC's ``cc_weight``: CC's cluster loss beside Eq. 6 only where clusters have many images."""
-    per_cluster = profile.num_samples / profile.num_classes
-    if per_cluster >= CC_LOSS_MIN_IMAGES_PER_CLUSTER:
-        return Choice(1.0, f"{per_cluster:.0f} images per cluster (>= {CC_LOSS_MIN_IMAGES_PER_CLUSTER}): CC's cluster "
-                           "loss beside Eq. 6 keeps minority styles with their class")  # fmt: skip
-    return Choice(0.0, f"{per_cluster:.0f} images per cluster (< {CC_LOSS_MIN_IMAGES_PER_CLUSTER}): Eq. 6 alone "
-                       "(CC's cluster loss and its balance term cost accuracy there)")  # fmt: skip
 
 
 def choose_refit_head(profile: DataProfile) -> Choice:

@@ -40,8 +40,8 @@ def pattern_images(classes: int = CLASSES, per_class: int = PER_CLASS, seed: int
 
 
 def short_run(tmp_path, refit_head: bool | None = None, **params: object) -> dict:  # noqa: ANN001
-    # Two plain views (no augmentation, no strong view): the test is about the cluster head. At 20
-    # images per cluster ``cc_weight`` resolves to 0: Eq. 6 with no balance term.
+    # Two plain views (no augmentation, no strong view): the test is about the cluster head.
+    # ``cc_weight`` is 0 by default: Eq. 6 with no balance term.
     config = TrainConfig(method="uccc", dataset="patterns", max_steps=STEPS, eval_every=1000, seed=0, threads=1,
                          augment="none", out=str(tmp_path), projections="none", refit_head=refit_head,
                          method_params={"strong_view": False, **params})  # fmt: skip
