@@ -1,5 +1,6 @@
-"""The development suite's embedded sets: the shapes and class counts the README's tables claim,
-balanced classes, and the same images on every load (the benchmarks compare runs across days)."""
+"""The development suite's sets: the shapes and class counts the README's tables claim, balanced
+classes (or the documented sizes, for the class-size sets), and the same images on every load (the
+benchmarks compare runs across days)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ EMBEDDED = {  # name: (N, C, native px)
     "digits-pairs40": (400, 40, 16),
     "digits-pairs100": (2000, 100, 16),
     "digits-pairs200": (4000, 200, 16),
+    "digits-longtail": (710, 10, 8),
 }
 
 
@@ -59,7 +61,29 @@ def test_pairs100_is_the_upright_half_of_pairs200() -> None:
     assert upright.class_names == both.class_names[:100]
 
 
+def test_longtail_digits_fall_tenfold_from_the_first_class_to_the_last() -> None:
+    data, digits = load_dataset("digits-longtail"), load_dataset("digits")
+    assert np.bincount(data.labels).tolist() == [174, 135, 104, 81, 63, 48, 37, 29, 22, 17]
+    # every image is one of digits', under its own label, and none is drawn twice
+    flat = digits.inputs.numpy().reshape(len(digits), -1)
+    rows = {bytes(x): int(y) for x, y in zip(flat, digits.labels, strict=True)}
+    picked = [bytes(x) for x in data.inputs.numpy().reshape(len(data), -1)]
+    assert all(rows[x] == y for x, y in zip(picked, data.labels, strict=True)) and len(set(picked)) == len(picked)
+
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_mnist = pytest.mark.skipif(not (SHARED / "mnist-test").is_dir(), reason="../shared/data/mnist-test is absent")
+
+
+@needs_mnist
+@pytest.mark.parametrize("name,sizes", [("mnist-usps-sizes", [978, 799, 585, 519, 536, 451, 525, 498, 446, 517]),
+                                        ("mnist-longtail", [980, 759, 587, 455, 352, 273, 211, 163, 127, 98])])
+def test_mnist_class_size_sets_have_their_documented_sizes(name: str, sizes: list[int]) -> None:
+    data = load_dataset(name, root=SHARED)
+    assert name in SUITE and data.inputs.shape == (sum(sizes), 1, 28, 28)
+    assert np.bincount(data.labels).tolist() == sizes
+    again = load_dataset(name, root=SHARED / "mnist-test")  # the set's own folder serves too
+    assert torch.equal(data.inputs, again.inputs) and np.array_equal(data.labels, again.labels)
 needs_cifar = pytest.mark.skipif(not (SHARED / "cifar10-test").is_dir(), reason="../shared/data/cifar10-test is absent")
 
 

@@ -18,6 +18,10 @@ what the defaults depend on: channels (grayscale, colour), native size (8 to 128
   live in natural-image detail, not in strokes, so they test the 16 px grayscale rule where the
   handwriting sets cannot; ``objects-ids100`` (100 such subjects, 20 shots each) tests the
   many-cluster rules away from digits.
+- Classes of different sizes (every other set is balanced): ``mnist-usps-sizes`` (MNIST test images
+  in the class proportions of USPS, 1,553 zeros to 708 eights scaled to 5,854 images: 978 to 446),
+  ``mnist-longtail`` (a 10:1 geometric tail, 980 zeros to 98 nines, 4,005 images) and the embedded
+  ``digits-longtail`` (the same tail on digits, 174 to 17, 710 images).
 """
 
 from __future__ import annotations
@@ -34,7 +38,10 @@ from clustering.data.sources import load_digits, load_imagefolder, load_mnist_te
 
 SUITE_SEED = 20261201
 SUITE = ("digits-64", "digits-rot20", "digits-pairs40", "digits-pairs100", "digits-pairs200", "mnist-1k", "cifar10-2k",
-         "cifar10-flip20", "objects-poses20", "objects-ids40", "objects-ids100")
+         "cifar10-flip20", "objects-poses20", "objects-ids40", "objects-ids100", "mnist-usps-sizes", "mnist-longtail",
+         "digits-longtail")
+#: USPS's class sizes (digits 0-9 of its 9,298 images): the handwriting set of another shape.
+USPS_CLASS_SIZES = (1553, 1269, 929, 824, 852, 716, 834, 792, 708, 821)
 
 
 def _subfolder(root: str | Path | None, dataset: str, name: str) -> Path:
@@ -233,6 +240,41 @@ def load_objects_ids100(root: str | Path | None = None, split: str = "both", **_
     return _subject_shots(root, "objects-ids100", 100, 20, SUITE_SEED + 2)
 
 
+def _sized(data: DataSet, sizes: list[int], seed: int, name: str) -> DataSet:
+    """``sizes[c]`` images of every class c of ``data``, drawn without replacement, in class order."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    for label, count in enumerate(sizes):
+        members = np.flatnonzero(data.labels == label)
+        if len(members) < count:
+            raise DataError(f"{name}: class {label} has {len(members)} samples; {count} are needed")
+        keep.append(rng.choice(members, count, replace=False))
+    picked = np.concatenate(keep)
+    return _dataset(data.inputs[torch.from_numpy(picked)], data.labels[picked], data.class_names, name)
+
+
+def _tail(head: int, classes: int = 10, ratio: float = 10.0) -> list[int]:
+    """A geometric tail: ``head`` images in the first class down to ``head / ratio`` in the last."""
+    return [round(head * ratio ** (-c / (classes - 1))) for c in range(classes)]
+
+
+def load_mnist_usps_sizes(root: str | Path | None = None, split: str = "test", **_: object) -> DataSet:
+    """MNIST test images in USPS's class proportions (0.63 of USPS's sizes: 978 zeros to 446 eights)."""
+    mnist = load_mnist_test(require_root(root, "mnist-usps-sizes"), split="test")
+    return _sized(mnist, [int(n * 0.63) for n in USPS_CLASS_SIZES], 1, "mnist-usps-sizes")
+
+
+def load_mnist_longtail(root: str | Path | None = None, split: str = "test", **_: object) -> DataSet:
+    """MNIST test images with a 10:1 tail over the digits, 980 zeros to 98 nines."""
+    mnist = load_mnist_test(require_root(root, "mnist-longtail"), split="test")
+    return _sized(mnist, _tail(980), 2, "mnist-longtail")
+
+
+def load_digits_longtail(root: str | Path | None = None, split: str = "both", **_: object) -> DataSet:
+    """scikit-learn's digits with a 10:1 tail over the digits, 174 zeros to 17 nines (embedded)."""
+    return _sized(load_digits(), _tail(174), 3, "digits-longtail")
+
+
 for _spec in (
     DataSourceSpec("digits-64", load_digits_64, "suite: digits upsampled to 64 px (embedded)", False, 10),
     DataSourceSpec("digits-rot20", load_digits_rot20, "suite: digits upright and turned 90 degrees, 20 classes "
@@ -255,5 +297,11 @@ for _spec in (
                    "face collection's shape; --root: cifar10-test or its parent)", True, 40),
     DataSourceSpec("objects-ids100", load_objects_ids100, "suite: 100 gray subjects x 20 shots, 32 px (many "
                    "clusters, photographic content; --root: cifar10-test or its parent)", True, 100),
+    DataSourceSpec("mnist-usps-sizes", load_mnist_usps_sizes, "suite: 5,854 MNIST test images in USPS's class "
+                   "proportions (978 to 446 a class)", True, 10),
+    DataSourceSpec("mnist-longtail", load_mnist_longtail, "suite: 4,005 MNIST test images, a 10:1 tail over the "
+                   "classes (980 to 98)", True, 10),
+    DataSourceSpec("digits-longtail", load_digits_longtail, "suite: 710 digits, a 10:1 tail over the classes "
+                   "(174 to 17; embedded)", False, 10),
 ):  # fmt: skip
     register_source(_spec)
