@@ -126,9 +126,9 @@ class UCCCParams:
         loss) by default. Its balance term pulls every cluster towards N / C images: on balanced
         data with many images a cluster it frees the minority styles Eq. 6 leaves in a neighbouring
         cluster (digits 0.990-0.994 against 0.96), but where the classes differ in size it splits
-        the largest class and merges small ones (MNIST at the USPS class proportions: 0.815 / 0.799
-        against 0.959 / 0.872 without it), and it cost 0.04-0.17 at 10-72 images a cluster (README,
-        "Class sizes"). 1 is for data known to be balanced.
+        the largest class and merges small ones (MNIST at the USPS class proportions, three
+        seeds: 0.794-0.815 against 0.872-0.961 without it), and it cost 0.04-0.17 at 10-72 images
+        a cluster (README, "Class sizes"). 1 is for data known to be balanced.
     """
 
     variant: Literal["cosine", "paper"] = "cosine"
