@@ -70,6 +70,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--refit-head", dest="refit_head", action=argparse.BooleanOptionalAction, default=None,
                    help="when the run finishes, re-centre the head's clusters in the backbone features "
                         "(spherical k-means from its partition; default: on below 100 images per cluster)")
+    g.add_argument("--split-merge", dest="split_merge", action=argparse.BooleanOptionalAction, default=None,
+                   help="when the run finishes, rejoin a class split over two clusters and part two classes "
+                        "sharing one where that raises the k-means objective in the backbone features "
+                        "(default: on from 3 clusters)")
     g.add_argument("--no-sync-bn", dest="sync_bn", action="store_false",
                    help="under torchrun (DDP), keep batch-norm statistics per process instead of global")
     g.add_argument("--eval-every", type=int,
@@ -125,7 +129,7 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN202
                 "backbone", "num_clusters", "epochs", "minutes", "max_steps", "batch_size", "lr", "weight_decay",
                 "optimizer", "scheduler", "seed", "device", "amp", "channels_last", "threads", "eval_every",
                 "best_metric", "out", "run_id", "sync_bn", "self_label", "self_label_threshold",
-                "self_label_weight", "refit_head", "projections"):  # fmt: skip
+                "self_label_weight", "refit_head", "split_merge", "projections"):  # fmt: skip
         if args.config and key not in getattr(args, "explicit", set()):
             continue  # keep the config file's value unless the flag was given (at any value)
         setattr(base, key, getattr(args, key))
@@ -154,7 +158,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from clustering.train import evaluate_run
 
     metrics = evaluate_run(Path(args.run_dir), split=args.split, which=args.checkpoint, root=args.root,
-                           device=args.device, refit_head=args.refit_head)  # fmt: skip
+                           device=args.device, refit_head=args.refit_head, split_merge=args.split_merge)  # fmt: skip
     if args.json:
         print(json.dumps({k: v for k, v in metrics.items() if k not in ("mapping", "purity")}, indent=2))
         return 0
@@ -167,8 +171,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if "as_trained" in metrics:
         before = metrics["as_trained"]
         shown = " ".join(f"{k} {v:.4f}" for k, v in before.items() if k != "n_nonempty" and v is not None)
-        print(f"  head refit: {metrics['refit_moved']:.1%} of the samples moved; as trained: {shown}, "
+        moves = f", {metrics['split_merge_moves']:.0f} split-and-merge moves" if "split_merge_moves" in metrics else ""
+        print(f"  head refit: {metrics['refit_moved']:.1%} of the samples moved{moves}; as trained: {shown}, "
               f"{before['n_nonempty']} non-empty")  # fmt: skip
+    elif "split_merge_moves" in metrics:
+        print("  split and merge: no move raises the k-means objective; the head is as trained")
     return 0
 
 
@@ -217,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=FIELD_RULES["device"].valid())  # type: ignore[union-attr]
     p.add_argument("--refit-head", action="store_true",
                    help="refit the head on the evaluated data first (the checkpoint file is not changed)")
+    p.add_argument("--split-merge", action="store_true",
+                   help="apply the end-of-run split-and-merge moves on the evaluated data first (after the refit "
+                        "with --refit-head; the checkpoint file is not changed)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 

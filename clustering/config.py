@@ -53,6 +53,10 @@ class TrainConfig:
     # When the run finishes, refit the cluster head as the spherical k-means of its own partition of
     # the backbone features (clustering.head_refit); None = from the data (images per cluster).
     refit_head: bool | None = None
+    # Then merge-and-split moves where they raise the spherical k-means objective in those features
+    # (clustering.split_merge): a class split in two clusters rejoined, two classes in one parted.
+    # None = from the data (on from 3 clusters).
+    split_merge: bool | None = None
     # 2-D maps of z the run writes when it ends, so the studio opens them at once
     # (clustering.projections; "none" in tests and benchmarks, which never look at them).
     projections: str = "umap+tsne"

@@ -223,6 +223,15 @@ def choose_refit_head(profile: DataProfile) -> Choice:
                          "or ahead of k-means on its features there)")  # fmt: skip
 
 
+def choose_split_merge(profile: DataProfile) -> Choice:
+    """``split_merge`` (any method with the softmax head): on wherever a move exists (3+ clusters)."""
+    if profile.num_classes < 3:
+        return Choice(False, f"{profile.num_classes} clusters: a move needs one to split and two others to merge")
+    return Choice(True, "when the run finishes, a class split over two clusters is rejoined and two classes "
+                        "sharing one are parted where that raises the k-means objective in the backbone "
+                        "features (no term on cluster sizes)")  # fmt: skip
+
+
 def instance_contrast_temperature(num_clusters: int, default: float | None = None) -> float:
     """The method's ``default`` (None: the papers' 0.5), but at most 0.5 sqrt(40 / C) above 40
     clusters, to three decimals (see PAPER_INSTANCE_TEMPERATURE)."""

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-#: Lloyd's iterations at most; on the suite's checkpoints the assignments stopped moving within 40.
-MAX_ITERATIONS = 100
+from clustering.kmeans import MAX_ITERATIONS, centroids_of, spherical_kmeans
+from clustering.split_merge import split_merge as split_merge_moves
 
 
 def refittable(head: nn.Module) -> str | None:
@@ -49,74 +49,42 @@ def refittable(head: nn.Module) -> str | None:
     return None
 
 
-def spherical_kmeans(features: Tensor, start: Tensor, num_clusters: int,
-                     max_iterations: int = MAX_ITERATIONS) -> tuple[Tensor, Tensor, int]:  # fmt: skip
-    """Spherical k-means from a given partition.
-
-    features: (N, F) rows, normalised here. start: (N,) cluster of each row in [0, num_clusters).
-    Returns (centroids (C, F) of unit norm, labels (N,): each row's most similar centroid,
-    iterations run). Before each update a cluster without rows takes the row least similar to its
-    own centroid among clusters of 2+ rows; that row is then its cluster's centroid, so at
-    convergence (no row moves) every cluster has rows.
-    """
-    x = nn.functional.normalize(features.double(), dim=1)
-    labels = start.to(x.device).long()
-    centroids = _centroids(x, labels, num_clusters)
-    iterations = 0
-    while iterations < max_iterations:
-        iterations += 1
-        labels = _fill_empty(x, labels, num_clusters)
-        centroids = _centroids(x, labels, num_clusters)
-        nearest = (x @ centroids.T).argmax(dim=1)
-        converged = bool((nearest == labels).all())
-        labels = nearest
-        if converged:
-            break
-    return centroids, labels, iterations
-
-
-def _centroids(x: Tensor, labels: Tensor, num_clusters: int) -> Tensor:
-    """(C, F) the normalised sum of each cluster's rows (zero for a cluster without rows)."""
-    return nn.functional.normalize(x.new_zeros(num_clusters, x.shape[1]).index_add_(0, labels, x), dim=1)
-
-
-def _fill_empty(x: Tensor, labels: Tensor, num_clusters: int) -> Tensor:
-    sizes = torch.bincount(labels, minlength=num_clusters)
-    empty = torch.nonzero(sizes == 0).flatten().tolist()
-    if not empty:
-        return labels
-    labels = labels.clone()
-    fit = (x * _centroids(x, labels, num_clusters)[labels]).sum(dim=1)  # cosine to its own centroid
-    for cluster in empty:
-        donors = sizes[labels] >= 2
-        if not bool(donors.any()):
-            break
-        row = int(torch.where(donors, fit, torch.full_like(fit, float("inf"))).argmin())
-        sizes[labels[row]] -= 1
-        sizes[cluster] += 1
-        labels[row], fit[row] = cluster, float("inf")
-    return labels
-
-
 @torch.no_grad()
-def refit_head(head: nn.Module, h: Tensor, max_iterations: int = MAX_ITERATIONS) -> dict[str, float]:
+def refit_head(head: nn.Module, h: Tensor, max_iterations: int = MAX_ITERATIONS, *, lloyd: bool = True,
+               split_merge: bool = False) -> dict[str, float]:  # fmt: skip
     """Rewrite ``head`` (see :func:`refittable`) as the spherical k-means of its own partition of
-    ``h`` (N, F), the whole data set's backbone features. Returns the metrics row's entries:
-    ``refit_moved`` (share of images that changed cluster) and ``refit_iterations``."""
+    ``h`` (N, F), the whole data set's backbone features.
+
+    ``lloyd``: Lloyd's iterations from the head's partition (the refit). ``split_merge``: then the
+    merge-and-split moves of :mod:`clustering.split_merge` (each followed by Lloyd's iterations);
+    with ``lloyd`` off the head is rewritten only when a move was applied. Returns the metrics
+    row's entries: ``refit_moved`` (share of images that changed cluster) and
+    ``refit_iterations`` with ``lloyd``, ``split_merge_moves`` with ``split_merge``."""
     why_not = refittable(head)
     if why_not is not None:
         raise TypeError(why_not)
     first, last = head[0], head[2]
+    num_clusters = last.out_features
     h = h.to(first.weight.device, torch.float32)
     if bool((h < 0).any()):
         raise ValueError("the backbone features have negative entries; the refit needs h >= 0 (a ReLU last)")
     was_training = head.training
     head.eval()
+    notes: dict[str, float] = {}
     try:
         before_logits = head(h)
         before = before_logits.argmax(dim=1)
         confidence = float(before_logits.softmax(dim=1).amax(dim=1).mean())
-        centroids, _, iterations = spherical_kmeans(h, before, last.out_features, max_iterations)
+        labels = before
+        if lloyd:
+            _, labels, iterations = spherical_kmeans(h, before, num_clusters, max_iterations)
+            notes["refit_iterations"] = float(iterations)
+        if split_merge and num_clusters >= 3:
+            labels, moves = split_merge_moves(h, labels, num_clusters)
+            notes["split_merge_moves"] = float(len(moves))
+        if not lloyd and not notes.get("split_merge_moves"):
+            return notes  # nothing to write: the head stays as trained
+        centroids = centroids_of(nn.functional.normalize(h.double(), dim=1), labels.to(h.device), num_clusters)
         first.weight.copy_(torch.eye(first.in_features))
         first.bias.zero_()
         scale = _scale_for_confidence(h.double() @ centroids.T, confidence)
@@ -126,7 +94,7 @@ def refit_head(head: nn.Module, h: Tensor, max_iterations: int = MAX_ITERATIONS)
         after = head(h).argmax(dim=1)
     finally:
         head.train(was_training)
-    return {"refit_moved": float((after != before).float().mean()), "refit_iterations": float(iterations)}
+    return notes | {"refit_moved": float((after != before).float().mean())}
 
 
 def _scale_for_confidence(logits: Tensor, confidence: float, steps: int = 40) -> float:
@@ -141,7 +109,9 @@ def _scale_for_confidence(logits: Tensor, confidence: float, steps: int = 40) ->
     return float(10 ** ((lo + hi) / 2))
 
 
-def refit_at_end(head: nn.Module, embed: Callable[[], dict[str, Any]]) -> dict[str, float]:
+def refit_at_end(head: nn.Module, embed: Callable[[], dict[str, Any]], *, lloyd: bool = True,
+                 split_merge: bool = False) -> dict[str, float]:  # fmt: skip
     """The trainer's end-of-run refit on ``embed()``'s features (the whole data set, no augmentation)."""
     emb = embed()
-    return refit_head(head, torch.from_numpy(np.asarray(emb["h"], dtype=np.float32)))
+    h = torch.from_numpy(np.asarray(emb["h"], dtype=np.float32))
+    return refit_head(head, h, lloyd=lloyd, split_merge=split_merge)

@@ -26,6 +26,7 @@ from clustering.data_defaults import (
     choose_batch_size,
     choose_image_size,
     choose_refit_head,
+    choose_split_merge,
     describe,
 )
 from clustering.errors import ConfigError
@@ -77,12 +78,14 @@ def resolve_config(config: TrainConfig, data: DataSet, device_type: str | None =
                     "augment": choose_augment(profile)}
     if method_cls.softmax_head:
         choices["refit_head"] = choose_refit_head(profile)
-    elif cfg.refit_head:
+        choices["split_merge"] = choose_split_merge(profile)
+    elif cfg.refit_head or cfg.split_merge:
         with_it = ", ".join(n for n in method_names() if get_method(n).softmax_head)
-        raise ConfigError(f"refit_head rewrites the two-layer softmax cluster head; {cfg.method!r} has its own "
+        asked = "refit_head" if cfg.refit_head else "split_merge"
+        raise ConfigError(f"{asked} rewrites the two-layer softmax cluster head; {cfg.method!r} has its own "
                           f"head (methods with it: {with_it})")  # fmt: skip
     else:
-        cfg.refit_head = False
+        cfg.refit_head = cfg.split_merge = False
     for name, choice in choices.items():
         if getattr(cfg, name) is None:
             setattr(cfg, name, choice.value)

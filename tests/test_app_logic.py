@@ -175,10 +175,11 @@ def test_train_command_is_accepted_by_the_cli_parser(tmp_path: Path) -> None:
     assert args.minutes == 0.5 and args.batch_size == 64 and args.no_progress and args.self_label == 0.6
     assert "--self-label" not in launch.train_command(launch.LaunchRequest(), tmp_path)[0]
     assert sorted(args.param) == ["tolerance=3.0", "variant=paper"]
-    assert args.refit_head is None  # auto: left to the data
+    assert args.refit_head is None and args.split_merge is None  # auto: left to the data
     for asked in (True, False):
-        cmd, _ = launch.train_command(launch.LaunchRequest(refit_head=asked), tmp_path)
-        assert build_parser().parse_args(cmd[3:]).refit_head is asked
+        cmd, _ = launch.train_command(launch.LaunchRequest(refit_head=asked, split_merge=not asked), tmp_path)
+        parsed = build_parser().parse_args(cmd[3:])
+        assert parsed.refit_head is asked and parsed.split_merge is (not asked)
     resume = launch.resume_command(tmp_path / "r", epochs=20)
     args = build_parser().parse_args(resume[3:])
     assert args.resume == str(tmp_path / "r") and args.epochs == 20
@@ -196,8 +197,10 @@ def test_launch_passes_size_and_augmentation_and_previews_the_data_defaults(tmp_
     assert rows["image_size"]["value"] == "16" and rows["augment"]["value"] == "digits"
     assert rows["batch_size"]["value"] == "100" and "N / 4" in rows["batch_size"]["why"]  # 400 images, 40 classes
     assert rows["refit_head"]["value"] == "True" and "10 images per cluster" in rows["refit_head"]["why"]
-    forced = launch.preview_defaults(launch.LaunchRequest(dataset="digits-pairs40", device="cpu", refit_head=False))
-    assert "refit_head" not in {r["setting"] for r in forced}
+    assert rows["split_merge"]["value"] == "True" and "k-means objective" in rows["split_merge"]["why"]
+    forced = launch.preview_defaults(launch.LaunchRequest(dataset="digits-pairs40", device="cpu", refit_head=False,
+                                                          split_merge=False))  # fmt: skip
+    assert not {"refit_head", "split_merge"} & {r["setting"] for r in forced}
     chosen = launch.preview_defaults(launch.LaunchRequest(dataset="digits", image_size=12, device="cpu"))
     assert "image_size" not in {r["setting"] for r in chosen}  # set in the form: not a default any more
 

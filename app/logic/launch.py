@@ -172,6 +172,7 @@ class LaunchRequest:
     threads: int | None = 1
     self_label: float | None = None  # start of the self-labelling stage, a fraction of the run
     refit_head: bool | None = None  # the end-of-run head refit; None = from the data
+    split_merge: bool | None = None  # the end-of-run split-and-merge moves; None = from the data
     params: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None
 
@@ -205,6 +206,8 @@ def train_command(
         cmd += ["--self-label", repr(float(req.self_label))]
     if req.refit_head is not None:
         cmd += ["--refit-head" if req.refit_head else "--no-refit-head"]
+    if req.split_merge is not None:
+        cmd += ["--split-merge" if req.split_merge else "--no-split-merge"]
     for name, value in req.params.items():
         cmd += ["--param", f"{name}={format_param(value)}"]
     # Absolute: the trainer runs with the repository as its working directory.
@@ -226,7 +229,8 @@ def preview_defaults(req: LaunchRequest) -> list[dict[str, str]]:
     data = load_dataset(req.dataset, req.root, image_size=req.image_size)
     config = TrainConfig(method=req.method, dataset=req.dataset, root=req.root, backbone=req.backbone,
                          image_size=req.image_size, augment=req.augment, batch_size=req.batch_size,
-                         device=req.device, refit_head=req.refit_head, method_params=dict(req.params))  # fmt: skip
+                         device=req.device, refit_head=req.refit_head, split_merge=req.split_merge,
+                         method_params=dict(req.params))  # fmt: skip
     resolved = resolve_config(config, data)
     return [{"setting": name, "value": str(choice["value"]), "why": choice["reason"]}
             for name, choice in resolved.data_defaults.items()]  # fmt: skip

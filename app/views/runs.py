@@ -191,7 +191,7 @@ with st.form("launch_form"):
     budget = c1.radio("Budget", ["epochs", "minutes"], horizontal=True)
     amount = c2.number_input("Epochs or minutes", min_value=1.0, value=30.0, step=5.0)
     device = c3.selectbox("Device", ["auto", "cpu", "cuda"])
-    c1, c2, c3, c4, c5, c6 = st.columns(6)
+    c1, c2, c3, c4, c5, c6, c7 = st.columns(7)
     batch = c1.number_input("Batch size (0 = from the method and data)", min_value=0, value=0, step=32)
     lr = c2.number_input("Learning rate (0 = default)", min_value=0.0, value=0.0, step=1e-4, format="%.5f")
     seed = c3.number_input("Seed", min_value=0, value=0, step=1)
@@ -206,6 +206,11 @@ with st.form("launch_form"):
         "Head refit at the end", launch.OPTIONAL_BOOL_CHOICES, format_func=launch.optional_bool_label,
         help="when the run finishes, re-centre the head's clusters in the backbone features (spherical k-means "
              "from its partition); auto: on below 100 images per cluster",
+    )  # fmt: skip
+    split_merge = c7.selectbox(
+        "Split and merge at the end", launch.OPTIONAL_BOOL_CHOICES, format_func=launch.optional_bool_label,
+        help="when the run finishes, rejoin a class split over two clusters and part two classes sharing one, "
+             "where that raises the k-means objective in the backbone features; auto: on from 3 clusters",
     )  # fmt: skip
     st.markdown(f"**{method} parameters** (registered defaults)")
     overrides = launch.backbone_overrides(method_cls)
@@ -294,6 +299,7 @@ if submitted:
             threads=int(threads),
             self_label=float(self_label) or None,
             refit_head=refit_head,
+            split_merge=split_merge,
             params=params,
         )
         run_id, pid = launch.launch(req, folder)
