@@ -171,9 +171,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if "as_trained" in metrics:
         before = metrics["as_trained"]
         shown = " ".join(f"{k} {v:.4f}" for k, v in before.items() if k != "n_nonempty" and v is not None)
-        moves = f", {metrics['split_merge_moves']:.0f} split-and-merge moves" if "split_merge_moves" in metrics else ""
-        print(f"  head refit: {metrics['refit_moved']:.1%} of the samples moved{moves}; as trained: {shown}, "
-              f"{before['n_nonempty']} non-empty")  # fmt: skip
+        moves = int(metrics.get("split_merge_moves", 0))
+        done = (["head refit"] if "refit_iterations" in metrics else []) + \
+            ([f"{moves} split-and-merge move{'s' if moves > 1 else ''}"] if moves else [])
+        print(f"  {' + '.join(done)}: {metrics['refit_moved']:.1%} of the samples changed cluster; as trained: "
+              f"{shown}, {before['n_nonempty']} non-empty")  # fmt: skip
     elif "split_merge_moves" in metrics:
         print("  split and merge: no move raises the k-means objective; the head is as trained")
     return 0

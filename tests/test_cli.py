@@ -187,6 +187,14 @@ def test_end_to_end_train_then_eval_on_another_split(tmp_path: Path) -> None:
     )  # fmt: skip
     assert refitted.returncode == 0, refitted.stderr
     assert "head refit:" in refitted.stdout and f"as trained: acc {metrics['acc']:.4f}" in refitted.stdout
+    moved = subprocess.run(
+        [sys.executable, "-m", "clustering", "eval", str(tmp_path / "e2e"), "--split", "test", "--split-merge",
+         "--json"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert moved.returncode == 0, moved.stderr
+    after = json.loads(moved.stdout)
+    assert "split_merge_moves" in after and ("as_trained" in after) == (after["split_merge_moves"] > 0)
 
 
 def test_flags_given_at_their_default_still_override_the_config_file(tmp_path: Path) -> None:
