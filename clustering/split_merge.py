@@ -23,8 +23,8 @@ images in hundreds of dimensions gains something whatever they hold.
 
 A class split in two costs little to merge (its parts' centroids nearly agree) and two classes in
 one cluster gain much from a split, so the moves undo exactly the evened partitions; where the
-partition already follows the features' groups no move pays and nothing changes (no move on any
-10- or 20-class checkpoint of balanced data measured).
+partition already follows the features' groups no move pays and nothing changes (on balanced sets
+of 72+ images a cluster, no move on 30 of 33 runs measured; the three were CIFAR runs).
 """
 
 from __future__ import annotations
