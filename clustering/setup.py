@@ -76,6 +76,9 @@ def resolve_config(config: TrainConfig, data: DataSet, device_type: str | None =
     if data.kind == "image":
         choices |= {"image_size": choose_image_size(profile, device_type, cfg.backbone),
                     "augment": choose_augment(profile)}
+    if cfg.split_merge and profile.num_classes < 3:
+        raise ConfigError(f"split_merge needs at least 3 clusters (a move splits one and merges two others); "
+                          f"this run has {profile.num_classes}: run without --split-merge")  # fmt: skip
     if method_cls.softmax_head:
         choices["refit_head"] = choose_refit_head(profile)
         choices["split_merge"] = choose_split_merge(profile)

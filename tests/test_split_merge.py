@@ -237,3 +237,7 @@ def test_the_moves_are_on_from_three_clusters_and_refused_for_a_head_without_the
     assert lnscc.split_merge is False and "split_merge" not in lnscc.data_defaults
     with pytest.raises(ConfigError, match="split_merge rewrites the two-layer softmax cluster head; 'lnscc'"):
         resolve_config(TrainConfig(method="lnscc", dataset="digits", split_merge=True), data, "cpu")
+    with pytest.raises(ConfigError, match="split_merge needs at least 3 clusters.*this run has 2"):
+        resolve_config(TrainConfig(method="uccc", dataset="digits", num_clusters=2, split_merge=True), data, "cpu")
+    two_clusters = resolve_config(TrainConfig(method="uccc", dataset="digits", num_clusters=2), data, "cpu")
+    assert two_clusters.split_merge is False and "2 clusters" in two_clusters.data_defaults["split_merge"]["reason"]
