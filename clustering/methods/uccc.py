@@ -120,6 +120,11 @@ class UCCCParams:
         every view in the batch whose source image is the anchor's own or one of its table
         neighbours (or has the anchor's among its own) is a positive, as GCC's graph positives
         are. Needs ``neighbor_view``.
+    detach_head_input: the cluster head reads the backbone features h without gradient, so Eq. 6
+        (and ``cc_weight``'s loss) train the cluster head only and the representation learns from
+        the instance loss alone. Not in the paper, which trains the whole network on both losses
+        (its gradient analysis, Eq. 10, is of the classifier weights with the features fixed).
+        DETACH_DOC
     cc_weight: weight of CC's cluster loss (``clustering.losses.cc_cluster_loss``: NT-Xent over
         the clusters' columns of two views' probabilities, plus its balance term log C - H) added
         to Eq. 6 on each of the same view pairs, as SACC sums it. Not in the paper; 0 (the paper's
@@ -158,6 +163,7 @@ class UCCCParams:
     neighbor_weak: bool = False
     instance_positives: Literal["views", "neighbors"] = "views"
     cc_weight: float = 0.0
+    detach_head_input: bool = False
     #: What runs saved before a parameter existed were trained with (``load_run_config``).
     VALUE_BEFORE_ADDED: ClassVar[dict[str, Any]] = {"strong_view": False, "reseed_empty": False,
                                                     "neighbor_view": False, "neighbor_from": 0.0,
@@ -242,6 +248,7 @@ class UCCC(ClusterMethod):
             # exactly zero gradient: drop it rather than carry a dead parameter.
             model.cluster_head[-1].register_parameter("bias", None)
             model.cluster_head.append(nn.BatchNorm1d(model.num_clusters, affine=params.logit_norm_affine))
+        model.detach_cluster_input = params.detach_head_input
         self.reseeder = maybe_reseeder(params.reseed_empty, model.cluster_head, num_samples)
         if params.neighbor_view:
             if num_samples <= params.neighbors:

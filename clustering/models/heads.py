@@ -41,6 +41,9 @@ class ClusterModel(nn.Module):
         self.instance_head = mlp_head(feature_dim, instance_dim)
         self.cluster_head = mlp_head(feature_dim, num_clusters)
         self.num_clusters = num_clusters
+        # The cluster head reads the features without gradient: the cluster loss trains the head
+        # only and the backbone learns from the instance loss (UCCC's ``detach_head_input``).
+        self.detach_cluster_input = False
         self.register_buffer("input_mean", torch.zeros(1) if input_mean is None else input_mean.float())
         self.register_buffer("input_std", torch.ones(1) if input_std is None else input_std.float())
 
@@ -54,5 +57,5 @@ class ClusterModel(nn.Module):
         # clusters chose differently from the float32 head that re-seeding computes with, so a
         # cluster re-seeded at the end could be empty in the run's last evaluation.
         with torch.autocast(h.device.type, enabled=False):
-            logits = self.cluster_head(h.float())
+            logits = self.cluster_head((h.detach() if self.detach_cluster_input else h).float())
         return Outputs(h=h, z=self.instance_head(h), logits=logits, probs=logits.softmax(dim=1))
