@@ -97,6 +97,11 @@ CLUSTER_TEMPERATURE_REFERENCE_CLUSTERS = 10
 #: 0.58-0.72; CC at 100 classes 0.443 to 0.614); at 180-1,000 a cluster the head was level with it
 #: or ahead (digits 0.987 against 0.979). README, "The head refit".
 HEAD_REFIT_BELOW_IMAGES_PER_CLUSTER = 100
+#: UCCC's cluster head reads the features without gradient below this many images per cluster:
+#: there Eq. 6's gradient shaped the backbone after the head's evened partition (a large class
+#: apart in h, so the end-of-run moves could not rejoin it); from 100 up the two were level (README,
+#: "Eq. 6 out of the backbone").
+DETACH_HEAD_INPUT_BELOW_IMAGES_PER_CLUSTER = 100
 
 
 @dataclass(frozen=True)
@@ -243,6 +248,22 @@ def instance_contrast_temperature(num_clusters: int, default: float | None = Non
 def uccc_strong_view(num_clusters: int) -> bool:
     """The strong third view up to STRONG_VIEW_UP_TO clusters."""
     return num_clusters <= STRONG_VIEW_UP_TO
+
+
+def uccc_detach_head_input(images_per_cluster: float) -> bool:
+    """UCCC's cluster head without gradient into the backbone below the bar of images per cluster."""
+    return images_per_cluster < DETACH_HEAD_INPUT_BELOW_IMAGES_PER_CLUSTER
+
+
+def choose_detach_head_input(profile: DataProfile, default: Any = None) -> Choice:
+    """UCCC's ``detach_head_input`` from the images per cluster."""
+    per_cluster, bar = profile.num_samples / profile.num_classes, DETACH_HEAD_INPUT_BELOW_IMAGES_PER_CLUSTER
+    if uccc_detach_head_input(per_cluster):
+        return Choice(True, f"{per_cluster:.0f} images per cluster (< {bar}): Eq. 6 trains the cluster head only, "
+                            "the backbone learns from the instance loss (the cluster loss's gradient evened "
+                            "the classes in the features there)")  # fmt: skip
+    return Choice(False, f"{per_cluster:.0f} images per cluster (>= {bar}): Eq. 6's gradient reaches the "
+                         "backbone, as in the paper")  # fmt: skip
 
 
 def choose_strong_view(profile: DataProfile, default: Any = None) -> Choice:

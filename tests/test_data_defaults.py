@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from clustering.augment import preset
@@ -74,7 +75,7 @@ def test_grayscale_16px_keeps_its_size_and_gets_no_flips_or_colour(folders: dict
     assert (cfg.image_size, cfg.augment, cfg.backbone) == (16, "digits", "cnn")
     assert cfg.batch_size == 100 // MIN_STEPS_PER_EPOCH  # UCCC's 256 * C / 10 = 256 exceeds N / 4 = 25
     assert set(cfg.data_defaults) == {"image_size", "augment", "backbone", "batch_size", "instance_temperature",
-                                      "strong_view", "refit_head", "split_merge"}  # fmt: skip
+                                      "strong_view", "refit_head", "split_merge", "detach_head_input"}  # fmt: skip
     assert "grayscale" in cfg.data_defaults["augment"]["reason"]
     assert "mirror images are foreign" in cfg.data_defaults["augment"]["reason"]
 
@@ -123,6 +124,28 @@ def test_uccc_keeps_the_papers_loss_however_many_images_a_cluster_holds(folders:
         assert cfg.method_params["cc_weight"] == 0.0 and "cc_weight" not in cfg.data_defaults
     kept = resolved(folders["many"], method_params={"cc_weight": 1.0})  # the option stays
     assert kept.method_params["cc_weight"] == 1.0 and "cc_weight" not in kept.data_defaults
+
+
+def test_uccc_keeps_eq6_out_of_the_backbone_below_100_images_a_cluster(folders: dict[str, Path]) -> None:
+    from clustering.data_defaults import choose_detach_head_input
+    from clustering.methods import get_method
+    from clustering.setup import build_method
+
+    assert choose_detach_head_input(DataProfile("image", 1, 8, 710, 10)).value is True  # 71 a cluster
+    assert choose_detach_head_input(DataProfile("image", 1, 28, 10_000, 10)).value is False
+    assert choose_detach_head_input(DataProfile("image", 1, 28, 1_000, 10)).value is False  # 100: off
+    faces, many = resolved(folders["faces"]), resolved(folders["many"])
+    assert faces.method_params["detach_head_input"] is True and "10 images per cluster" in \
+        faces.data_defaults["detach_head_input"]["reason"]  # fmt: skip
+    assert many.method_params["detach_head_input"] is False
+    forced = resolved(folders["faces"], method_params={"detach_head_input": False})
+    assert forced.method_params["detach_head_input"] is False and "detach_head_input" not in forced.data_defaults
+    # a method built without resolve_config (None) applies the same rule; older runs keep Eq. 6's gradient
+    data = load_dataset("imagefolder", str(folders["faces"]), image_size=faces.image_size)
+    for asked, built in ((None, True), (False, False)):
+        faces.method_params = {**faces.method_params, "detach_head_input": asked}
+        assert build_method(faces, data, torch.device("cpu")).model.detach_cluster_input is built
+    assert get_method("uccc").Params.VALUE_BEFORE_ADDED["detach_head_input"] is False
 
 
 #: The parameter that holds each method's instance-contrast temperature.

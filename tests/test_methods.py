@@ -778,3 +778,26 @@ def test_reseed_final_fills_every_empty_cluster_at_the_end_of_a_run(name: str, f
         assert len(np.unique(clusters)) == 10 and set(notes) == {"final_reseeds"} and notes["final_reseeds"] >= 9
     else:
         assert notes == {} and torch.equal(layer.weight.detach(), before) and set(clusters.tolist()) == {3}
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_uccc_detach_head_input_keeps_eq6_out_of_the_backbone(digits: DataSet, detach: bool) -> None:
+    """``detach_head_input``: Eq. 6 trains the cluster head and no backbone weight; the instance
+    loss still trains the backbone, and the outputs are the same numbers either way."""
+    method, config, views = setup("uccc", digits, detach_head_input=detach)
+    torch.manual_seed(1)
+    out = one_step(method, config, views, digits)
+    out.parts["loss_clu"].backward(retain_graph=True)
+    backbone = [p.grad for p in method.model.backbone.parameters()]
+    head = [p.grad for p in method.model.cluster_head.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in head)
+    reached = any(g is not None and g.abs().sum() > 0 for g in backbone)
+    assert reached is not detach
+    method.zero_grad()
+    out.parts["loss_ins"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.model.backbone.parameters())
+    torch.manual_seed(1)
+    other, _, other_views = setup("uccc", digits, detach_head_input=not detach)
+    torch.manual_seed(1)
+    again = one_step(other, config, other_views, digits)
+    assert torch.allclose(again.loss, out.loss)
