@@ -236,7 +236,8 @@ class UCCC(ClusterMethod):
     Params = UCCCParams
     train_defaults = paper_adam_defaults(batch_size_per_10_clusters=256)
     sample_buffers = ("neighbor_table",)  # with ``neighbor_view`` only
-    # instance_temperature and strong_view from the number of clusters
+    # instance_temperature and strong_view from the number of clusters, detach_head_input from the
+    # images per cluster
     param_rules = {"instance_temperature": choose_instance_temperature, "strong_view": choose_strong_view,
                    "detach_head_input": choose_detach_head_input}
 
