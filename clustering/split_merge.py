@@ -116,6 +116,7 @@ def split_merge(features: Tensor, labels: Tensor, num_clusters: int, *, margin: 
         raise ValueError(f"margin must be >= 0 (a move must not lower the objective), got {margin}")
     x = F.normalize(features.double(), dim=1)
     current = labels.to(x.device).long()
+    value = objective(x, current, num_clusters)
     moves: list[Move] = []
     for _ in range(num_clusters if max_moves is None else max_moves):
         move = _best_move(x, current, num_clusters, margin)
@@ -127,9 +128,10 @@ def split_merge(features: Tensor, labels: Tensor, num_clusters: int, *, margin: 
         members = torch.nonzero(current == d).flatten()
         proposed[members[~side]] = b
         _, proposed, _ = spherical_kmeans(x, proposed, num_clusters)
-        if objective(x, proposed, num_clusters) <= objective(x, current, num_clusters):
+        proposed_value = objective(x, proposed, num_clusters)
+        if proposed_value <= value:
             break  # cannot happen in exact arithmetic (both steps raise J); guards against a cycle
-        current = proposed
+        current, value = proposed, proposed_value
         moves.append(move[0])
     return current, moves
 
