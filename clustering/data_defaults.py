@@ -102,6 +102,11 @@ HEAD_REFIT_BELOW_IMAGES_PER_CLUSTER = 100
 #: apart in h, so the end-of-run moves could not rejoin it); from 100 up the two were level (README,
 #: "Eq. 6 out of the backbone").
 DETACH_HEAD_INPUT_BELOW_IMAGES_PER_CLUSTER = 100
+#: UCCC adds CC's cluster loss during a run where the head's clusters look balanced
+#: (``cc_if_balanced``) from this many images per cluster: above it CC's loss freed the minority
+#: styles Eq. 6 leaves (digits 0.990-0.994 against 0.96), below it it cost 0.04-0.17 on balanced sets
+#: too (README, "The absorbed minority styles").
+CC_IF_BALANCED_FROM_IMAGES_PER_CLUSTER = 100
 
 
 @dataclass(frozen=True)
@@ -264,6 +269,22 @@ def choose_detach_head_input(profile: DataProfile, default: Any = None) -> Choic
                             "the classes in the features there)")  # fmt: skip
     return Choice(False, f"{per_cluster:.0f} images per cluster (>= {bar}): Eq. 6's gradient reaches the "
                          "backbone, as in the paper")  # fmt: skip
+
+
+def uccc_cc_if_balanced(images_per_cluster: float) -> bool:
+    """UCCC's check for CC's cluster loss from the bar of images per cluster up."""
+    return images_per_cluster >= CC_IF_BALANCED_FROM_IMAGES_PER_CLUSTER
+
+
+def choose_cc_if_balanced(profile: DataProfile, default: Any = None) -> Choice:
+    """UCCC's ``cc_if_balanced`` from the images per cluster."""
+    per_cluster, bar = profile.num_samples / profile.num_classes, CC_IF_BALANCED_FROM_IMAGES_PER_CLUSTER
+    if uccc_cc_if_balanced(per_cluster):
+        return Choice(True, f"{per_cluster:.0f} images per cluster (>= {bar}): CC's cluster loss joins Eq. 6 if "
+                            "the head's clusters are of about equal size by 0.25-0.75 of the run (its balance "
+                            "term splits a large class where they are not)")  # fmt: skip
+    return Choice(False, f"{per_cluster:.0f} images per cluster (< {bar}): Eq. 6 alone (CC's cluster loss "
+                         "cost 0.04-0.17 there even on balanced sets)")  # fmt: skip
 
 
 def choose_strong_view(profile: DataProfile, default: Any = None) -> Choice:

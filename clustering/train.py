@@ -204,7 +204,7 @@ class TrainingLoop:
         """Steps to the end of the epoch; the halt code that interrupted it, or 0."""
         s, cfg = self.state, self.config
         if s.batch_in_epoch == 0:
-            self.trainer.start_epoch(s.epoch)
+            self.trainer.start_epoch(s.epoch, self.progress())
         order = epoch_permutation(cfg.seed, s.epoch, len(self.trainer.data))
         bar = self._bar()
         try:

@@ -151,10 +151,11 @@ class Trainer:
         self._embedding = (self.steps_done, emb)
         return emb
 
-    def start_epoch(self, epoch: int) -> None:
-        """The method's epoch hook (GCC rebuilds its graph here); every method has one."""
+    def start_epoch(self, epoch: int, progress: float = 0.0) -> None:
+        """The method's epoch hook (GCC rebuilds its graph here); every method has one. ``progress``
+        is the run's, as for :meth:`step`."""
         self.method.on_epoch_start(EpochContext(epoch=epoch, device=self.device, num_samples=len(self.data),
-                                                embed=self.embed))  # fmt: skip
+                                                embed=self.embed, progress=progress))  # fmt: skip
         self._embedding = None  # a hook may edit the model without a step (LNSCC fits its head)
 
     def finish(self, epoch: int) -> dict[str, float]:

@@ -75,7 +75,8 @@ def test_grayscale_16px_keeps_its_size_and_gets_no_flips_or_colour(folders: dict
     assert (cfg.image_size, cfg.augment, cfg.backbone) == (16, "digits", "cnn")
     assert cfg.batch_size == 100 // MIN_STEPS_PER_EPOCH  # UCCC's 256 * C / 10 = 256 exceeds N / 4 = 25
     assert set(cfg.data_defaults) == {"image_size", "augment", "backbone", "batch_size", "instance_temperature",
-                                      "strong_view", "refit_head", "split_merge", "detach_head_input"}  # fmt: skip
+                                      "strong_view", "refit_head", "split_merge", "detach_head_input",
+                                      "cc_if_balanced"}  # fmt: skip
     assert "grayscale" in cfg.data_defaults["augment"]["reason"]
     assert "mirror images are foreign" in cfg.data_defaults["augment"]["reason"]
 
@@ -146,6 +147,29 @@ def test_uccc_keeps_eq6_out_of_the_backbone_below_100_images_a_cluster(folders: 
         faces.method_params = {**faces.method_params, "detach_head_input": asked}
         assert build_method(faces, data, torch.device("cpu")).model.detach_cluster_input is built
     assert get_method("uccc").Params.VALUE_BEFORE_ADDED["detach_head_input"] is False
+
+
+def test_uccc_checks_for_balanced_clusters_from_100_images_a_cluster(folders: dict[str, Path]) -> None:
+    from clustering.data_defaults import choose_cc_if_balanced
+    from clustering.methods import get_method
+    from clustering.setup import build_method
+
+    assert choose_cc_if_balanced(DataProfile("image", 1, 8, 710, 10)).value is False  # 71 a cluster
+    assert choose_cc_if_balanced(DataProfile("image", 1, 28, 1_000, 10)).value is True  # 100: on
+    assert choose_cc_if_balanced(DataProfile("image", 1, 28, 10_000, 10)).value is True
+    faces, many = resolved(folders["faces"]), resolved(folders["many"])
+    assert faces.method_params["cc_if_balanced"] is False and "Eq. 6 alone" in \
+        faces.data_defaults["cc_if_balanced"]["reason"]  # fmt: skip
+    assert many.method_params["cc_if_balanced"] is True and "100 images per cluster" in \
+        many.data_defaults["cc_if_balanced"]["reason"]  # fmt: skip
+    forced = resolved(folders["many"], method_params={"cc_if_balanced": False})
+    assert forced.method_params["cc_if_balanced"] is False and "cc_if_balanced" not in forced.data_defaults
+    # built without resolve_config (None), the same rule; an explicit cc_weight needs no check
+    data = load_dataset("imagefolder", str(folders["many"]), image_size=many.image_size)
+    for asked, cc_weight, built in ((None, 0.0, True), (False, 0.0, False), (True, 1.0, False)):
+        many.method_params = {**many.method_params, "cc_if_balanced": asked, "cc_weight": cc_weight}
+        assert (build_method(many, data, torch.device("cpu")).balance_switch is not None) is built
+    assert get_method("uccc").Params.VALUE_BEFORE_ADDED["cc_if_balanced"] is False
 
 
 #: The parameter that holds each method's instance-contrast temperature.

@@ -112,6 +112,7 @@ class EpochContext:
     embed: Callable[[], Any]  # () -> dict of numpy arrays (probs, z, h) over the whole data set
     device: torch.device
     num_samples: int
+    progress: float = 0.0  # how far the run is, in [0, 1], as ``Batch.progress``
 
 
 class ClusterMethod(nn.Module):

@@ -11,10 +11,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from clustering.data_defaults import (
+    choose_cc_if_balanced,
     choose_detach_head_input,
     choose_instance_temperature,
     choose_strong_view,
     instance_contrast_temperature,
+    uccc_cc_if_balanced,
     uccc_detach_head_input,
     uccc_strong_view,
 )
@@ -22,6 +24,7 @@ from clustering.errors import ConfigError
 from clustering.evaluation import embed_all
 from clustering.graph import community_assignments, positive_threshold, rank_graphs
 from clustering.losses import cc_cluster_loss, multi_positive_nt_xent, neighbor_positives, nt_xent, uccc_cluster_loss
+from clustering.methods.balance_switch import BalanceSwitch
 from clustering.methods.common import fetch, paper_adam_defaults, require_images, set_or_rule
 from clustering.methods.registry import Batch, ClusterMethod, EpochContext, StepOutput, register_method
 from clustering.models import ClusterModel
@@ -140,7 +143,18 @@ class UCCCParams:
         cluster (digits 0.990-0.994 against 0.96), but where the classes differ in size it splits
         the largest class and merges small ones (MNIST at the USPS class proportions, three
         seeds: 0.794-0.815 against 0.872-0.961 without it), and it cost 0.04-0.17 at 10-72 images
-        a cluster (README, "Class sizes"). 1 is for data known to be balanced.
+        a cluster (README, "Class sizes"). 1 is for data known to be balanced; ``cc_if_balanced``
+        decides it from the run.
+    cc_if_balanced: with ``cc_weight`` 0, add CC's cluster loss (weight 1) from the first epoch
+        between ``cc_from`` and ``cc_until`` of the run at which the head's partition of the whole
+        data set has been balanced at two epoch starts in a row (largest cluster at most 1.3 times
+        the mean; :mod:`clustering.methods.balance_switch`). Eq. 6 alone keeps class-size
+        differences in its partition, so this tells balanced data, where the loss frees the
+        minority styles, from unbalanced, where its balance term would split the largest class.
+        Logged as ``largest_over_mean`` and ``cc_on``. Not in the paper. None (the default): from
+        the data, ``clustering.data_defaults.choose_cc_if_balanced``: on from 100 images per cluster
+        (README, "CC's cluster loss where the clusters are balanced").
+    cc_from, cc_until: the share of the run's progress in which ``cc_if_balanced`` looks.
     """
 
     variant: Literal["cosine", "paper"] = "cosine"
@@ -171,10 +185,14 @@ class UCCCParams:
     instance_positives: Literal["views", "neighbors"] = "views"
     cc_weight: float = 0.0
     detach_head_input: bool | None = None
+    cc_if_balanced: bool | None = None
+    cc_from: float = 0.25
+    cc_until: float = 0.75
     #: What runs saved before a parameter existed were trained with (``load_run_config``).
     VALUE_BEFORE_ADDED: ClassVar[dict[str, Any]] = {"strong_view": False, "reseed_empty": False,
                                                     "neighbor_view": False, "neighbor_from": 0.0,
-                                                    "reseed_final": False, "detach_head_input": False}
+                                                    "reseed_final": False, "detach_head_input": False,
+                                                    "cc_if_balanced": False}
 
     def validate(self) -> None:
         if self.khop < 1:
@@ -199,6 +217,8 @@ class UCCCParams:
             raise ValueError(f"neighbors must be >= 1, got {self.neighbors}")
         if self.instance_positives == "neighbors" and not self.neighbor_view:
             raise ValueError("instance_positives=neighbors needs neighbor_view=true (its table gives the positives)")
+        if not 0.0 <= self.cc_from <= self.cc_until <= 1.0:
+            raise ValueError(f"need 0 <= cc_from <= cc_until <= 1, got {self.cc_from} and {self.cc_until}")
         if self.cc_weight < 0:
             raise ValueError(f"cc_weight must be >= 0, got {self.cc_weight}")
         if self.warmup_steps < 0:
@@ -236,10 +256,10 @@ class UCCC(ClusterMethod):
     Params = UCCCParams
     train_defaults = paper_adam_defaults(batch_size_per_10_clusters=256)
     sample_buffers = ("neighbor_table",)  # with ``neighbor_view`` only
-    # instance_temperature and strong_view from the number of clusters, detach_head_input from the
-    # images per cluster
+    # instance_temperature and strong_view from the number of clusters, detach_head_input and
+    # cc_if_balanced from the images per cluster
     param_rules = {"instance_temperature": choose_instance_temperature, "strong_view": choose_strong_view,
-                   "detach_head_input": choose_detach_head_input}
+                   "detach_head_input": choose_detach_head_input, "cc_if_balanced": choose_cc_if_balanced}
 
     def __init__(self, model: ClusterModel, params: UCCCParams, num_samples: int) -> None:
         super().__init__()
@@ -261,6 +281,10 @@ class UCCC(ClusterMethod):
         model.detach_cluster_input = (params.detach_head_input if params.detach_head_input is not None
                                       else uccc_detach_head_input(per_cluster))  # fmt: skip
         self.reseeder = maybe_reseeder(params.reseed_empty, model.cluster_head, num_samples)
+        cc_check = (params.cc_if_balanced if params.cc_if_balanced is not None
+                    else uccc_cc_if_balanced(per_cluster)) and not params.cc_weight  # fmt: skip
+        # A module only with the check, so checkpoints of runs without it keep their keys.
+        self.balance_switch = BalanceSwitch(params.cc_from, params.cc_until) if cc_check else None
         if params.neighbor_view:
             if num_samples <= params.neighbors:
                 raise ValueError(f"neighbor_view needs more samples ({num_samples}) than neighbors "
@@ -279,6 +303,8 @@ class UCCC(ClusterMethod):
         # From ``neighbor_from`` on (the first such step builds the table, marking it ready; a
         # checkpoint keeps the mark, so a resumed run rebuilds at the same epochs).
         p = self.params
+        if self.balance_switch is not None:
+            self.balance_switch.maybe_check(context.progress, np.asarray(context.embed()["probs"]))
         if p.neighbor_view and (p.neighbor_from == 0.0 or bool(self.neighbors_ready)):
             self.update_neighbors(torch.from_numpy(np.asarray(context.embed()["z"])))
 
@@ -356,9 +382,13 @@ class UCCC(ClusterMethod):
         weight = 1.0 if batch.step >= p.warmup_steps else 0.0
         parts = {"loss_ins": loss_ins, "loss_clu": loss_clu}
         loss = loss_ins + weight * loss_clu
-        if p.cc_weight:  # CC's cluster loss (column contrast and balance term) on the same view pairs
+        switch = self.balance_switch
+        cc_weight = p.cc_weight or (1.0 if switch is not None and switch.balanced else 0.0)
+        if cc_weight:  # CC's cluster loss (column contrast and balance term) on the same view pairs
             parts["loss_cc"] = sum(cc_cluster_loss(probs[a], probs[b], 1.0) for a, b in pairs)
-            loss = loss + weight * p.cc_weight * parts["loss_cc"]
+            loss = loss + weight * cc_weight * parts["loss_cc"]
+        if switch is not None:
+            parts |= switch.parts()
         if self.reseeder is not None:
             parts["reseeds"] = self.reseeder.reseeds.float()  # clusters re-seeded so far in the run
         return StepOutput(loss=loss, parts=parts)
