@@ -66,8 +66,11 @@ ABLATION_GROUPS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "instance-temperature": [("instance tau 0.5 (paper)", {"instance_temperature": 0.5}),
                              ("instance tau 0.2", {"instance_temperature": 0.2}),
                              ("instance tau from C (default)", {})],
-    # SACC's cluster loss beside Eq. 6 (README, "The absorbed minority styles").
-    "cc-loss": [("Eq. 6 alone (paper)", {"cc_weight": 0.0}), ("Eq. 6 + CC's cluster loss", {"cc_weight": 1.0})],
+    # SACC's cluster loss beside Eq. 6 (README, "The absorbed minority styles"), throughout or once
+    # the head's clusters are balanced (README, "CC's cluster loss where the clusters are balanced").
+    "cc-loss": [("Eq. 6 alone (paper)", {"cc_weight": 0.0, "cc_if_balanced": False}),
+                ("Eq. 6 + CC's cluster loss", {"cc_weight": 1.0}),
+                ("CC's cluster loss once balanced", {"cc_weight": 0.0, "cc_if_balanced": True})],
     # Clusters that stay empty (README, "UCCC at 10 to 200 clusters").
     "reseed": [("no reseeding", {"reseed_empty": False}),
                ("reseed empty, not at the end", {"reseed_empty": True, "reseed_final": False}),

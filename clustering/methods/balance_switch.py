@@ -61,9 +61,13 @@ class BalanceSwitch(nn.Module):
     def checked(self) -> bool:
         return float(self.ratio) > 0
 
+    def due(self, progress: float) -> bool:
+        """Whether to look at this epoch start: in the window and not on yet."""
+        return not self.balanced and self.start <= progress <= self.until
+
     def maybe_check(self, progress: float, probs: np.ndarray) -> None:
-        """Look at ``probs`` (N, C), the head over the whole data set, when in the window and not on."""
-        if self.balanced or not self.start <= progress <= self.until:
+        """Look at ``probs`` (N, C), the head over the whole data set, when :meth:`due`."""
+        if not self.due(progress):
             return
         ratio = largest_over_mean(probs)
         self.ratio.fill_(ratio)

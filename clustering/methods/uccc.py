@@ -303,7 +303,7 @@ class UCCC(ClusterMethod):
         # From ``neighbor_from`` on (the first such step builds the table, marking it ready; a
         # checkpoint keeps the mark, so a resumed run rebuilds at the same epochs).
         p = self.params
-        if self.balance_switch is not None:
+        if self.balance_switch is not None and self.balance_switch.due(context.progress):
             self.balance_switch.maybe_check(context.progress, np.asarray(context.embed()["probs"]))
         if p.neighbor_view and (p.neighbor_from == 0.0 or bool(self.neighbors_ready)):
             self.update_neighbors(torch.from_numpy(np.asarray(context.embed()["z"])))
