@@ -222,15 +222,23 @@ def _steps_capped_batch(profile: DataProfile, method_batch: int, device_type: st
                        f"{profile.num_samples} samples has {MIN_STEPS_PER_EPOCH} steps")  # fmt: skip
 
 
+def by_images_per_cluster(profile: DataProfile, bar: int, on_below: bool, on: str, off: str) -> Choice:
+    """A switch set by the images per cluster N / C against ``bar``: on below it (``on_below``) or
+    from it up, with ``on`` or ``off`` as the reason after the count and the comparison."""
+    per_cluster = profile.num_samples / profile.num_classes
+    below = per_cluster < bar
+    value = below if on_below else not below
+    return Choice(value, f"{per_cluster:.0f} images per cluster ({'<' if below else '>='} {bar}): "
+                         f"{on if value else off}")  # fmt: skip
+
+
 def choose_refit_head(profile: DataProfile) -> Choice:
     """``refit_head`` (any method with the softmax head): on where clusters hold few images."""
-    per_cluster, bar = profile.num_samples / profile.num_classes, HEAD_REFIT_BELOW_IMAGES_PER_CLUSTER
-    if per_cluster < bar:
-        return Choice(True, f"{per_cluster:.0f} images per cluster (< {bar}): when the run finishes, the head's "
-                            "clusters are re-centred in the backbone features (spherical k-means from its "
-                            "partition); a head seeing one or two images of a cluster a batch lags them")  # fmt: skip
-    return Choice(False, f"{per_cluster:.0f} images per cluster (>= {bar}): the head as trained (it is level with "
-                         "or ahead of k-means on its features there)")  # fmt: skip
+    return by_images_per_cluster(
+        profile, HEAD_REFIT_BELOW_IMAGES_PER_CLUSTER, on_below=True,
+        on="when the run finishes, the head's clusters are re-centred in the backbone features (spherical "
+           "k-means from its partition); a head seeing one or two images of a cluster a batch lags them",
+        off="the head as trained (it is level with or ahead of k-means on its features there)")  # fmt: skip
 
 
 def choose_split_merge(profile: DataProfile) -> Choice:
@@ -261,14 +269,12 @@ def uccc_detach_head_input(images_per_cluster: float) -> bool:
 
 
 def choose_detach_head_input(profile: DataProfile, default: Any = None) -> Choice:
-    """UCCC's ``detach_head_input`` from the images per cluster."""
-    per_cluster, bar = profile.num_samples / profile.num_classes, DETACH_HEAD_INPUT_BELOW_IMAGES_PER_CLUSTER
-    if uccc_detach_head_input(per_cluster):
-        return Choice(True, f"{per_cluster:.0f} images per cluster (< {bar}): Eq. 6 trains the cluster head only, "
-                            "the backbone learns from the instance loss (the cluster loss's gradient evened "
-                            "the classes in the features there)")  # fmt: skip
-    return Choice(False, f"{per_cluster:.0f} images per cluster (>= {bar}): Eq. 6's gradient reaches the "
-                         "backbone, as in the paper")  # fmt: skip
+    """UCCC's ``detach_head_input`` from the images per cluster (``uccc_detach_head_input``)."""
+    return by_images_per_cluster(
+        profile, DETACH_HEAD_INPUT_BELOW_IMAGES_PER_CLUSTER, on_below=True,
+        on="Eq. 6 trains the cluster head only, the backbone learns from the instance loss (the cluster "
+           "loss's gradient evened the classes in the features there)",
+        off="Eq. 6's gradient reaches the backbone, as in the paper")  # fmt: skip
 
 
 def uccc_cc_if_balanced(images_per_cluster: float) -> bool:
@@ -277,14 +283,12 @@ def uccc_cc_if_balanced(images_per_cluster: float) -> bool:
 
 
 def choose_cc_if_balanced(profile: DataProfile, default: Any = None) -> Choice:
-    """UCCC's ``cc_if_balanced`` from the images per cluster."""
-    per_cluster, bar = profile.num_samples / profile.num_classes, CC_IF_BALANCED_FROM_IMAGES_PER_CLUSTER
-    if uccc_cc_if_balanced(per_cluster):
-        return Choice(True, f"{per_cluster:.0f} images per cluster (>= {bar}): CC's cluster loss joins Eq. 6 if "
-                            "the head's clusters are of about equal size by 0.25-0.75 of the run (its balance "
-                            "term splits a large class where they are not)")  # fmt: skip
-    return Choice(False, f"{per_cluster:.0f} images per cluster (< {bar}): Eq. 6 alone (CC's cluster loss "
-                         "cost 0.04-0.17 there even on balanced sets)")  # fmt: skip
+    """UCCC's ``cc_if_balanced`` from the images per cluster (``uccc_cc_if_balanced``)."""
+    return by_images_per_cluster(
+        profile, CC_IF_BALANCED_FROM_IMAGES_PER_CLUSTER, on_below=False,
+        on="CC's cluster loss joins Eq. 6 if the head's clusters are of about equal size by 0.25-0.75 of "
+           "the run (its balance term splits a large class where they are not)",
+        off="Eq. 6 alone (CC's cluster loss cost 0.04-0.17 there even on balanced sets)")  # fmt: skip
 
 
 def choose_strong_view(profile: DataProfile, default: Any = None) -> Choice:
