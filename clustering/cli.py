@@ -74,6 +74,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="when the run finishes, rejoin a class split over two clusters and part two classes "
                         "sharing one where that raises the k-means objective in the backbone features "
                         "(default: on from 3 clusters)")
+    g.add_argument("--kmeans-restarts", dest="kmeans_restarts", type=int, default=None, metavar="N",
+                   help="when the run finishes, run k-means in the backbone features from N k-means++ starts and "
+                        "keep the best where its objective beats the head's partition (0: off; default: 10 for "
+                        "the methods whose head trains under a uniform prior on cluster sizes, CC, SACC, GCC)")
     g.add_argument("--no-sync-bn", dest="sync_bn", action="store_false",
                    help="under torchrun (DDP), keep batch-norm statistics per process instead of global")
     g.add_argument("--eval-every", type=int,
@@ -129,7 +133,7 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN202
                 "backbone", "num_clusters", "epochs", "minutes", "max_steps", "batch_size", "lr", "weight_decay",
                 "optimizer", "scheduler", "seed", "device", "amp", "channels_last", "threads", "eval_every",
                 "best_metric", "out", "run_id", "sync_bn", "self_label", "self_label_threshold",
-                "self_label_weight", "refit_head", "split_merge", "projections"):  # fmt: skip
+                "self_label_weight", "refit_head", "split_merge", "kmeans_restarts", "projections"):  # fmt: skip
         if args.config and key not in getattr(args, "explicit", set()):
             continue  # keep the config file's value unless the flag was given (at any value)
         setattr(base, key, getattr(args, key))
@@ -158,7 +162,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from clustering.train import evaluate_run
 
     metrics = evaluate_run(Path(args.run_dir), split=args.split, which=args.checkpoint, root=args.root,
-                           device=args.device, refit_head=args.refit_head, split_merge=args.split_merge)  # fmt: skip
+                           device=args.device, refit_head=args.refit_head, split_merge=args.split_merge,
+                           kmeans_restarts=args.kmeans_restarts)  # fmt: skip
     if args.json:
         print(json.dumps({k: v for k, v in metrics.items() if k not in ("mapping", "purity")}, indent=2))
         return 0
@@ -173,11 +178,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         shown = " ".join(f"{k} {v:.4f}" for k, v in before.items() if k != "n_nonempty" and v is not None)
         moves = int(metrics.get("split_merge_moves", 0))
         done = (["head refit"] if "refit_iterations" in metrics else []) + \
+            (["a k-means restart"] if metrics.get("restarts_won") else []) + \
             ([f"{moves} split-and-merge move{'s' if moves > 1 else ''}"] if moves else [])
         print(f"  {' + '.join(done)}: {metrics['refit_moved']:.1%} of the samples changed cluster; as trained: "
               f"{shown}, {before['n_nonempty']} non-empty")  # fmt: skip
-    elif "split_merge_moves" in metrics:
-        print("  split and merge: no move raises the k-means objective; the head is as trained")
+    elif "split_merge_moves" in metrics or "restarts_won" in metrics:
+        print("  no k-means restart or split-and-merge move raises the k-means objective; the head is as trained")
     return 0
 
 
@@ -229,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-merge", action="store_true",
                    help="apply the end-of-run split-and-merge moves on the evaluated data first (after the refit "
                         "with --refit-head; the checkpoint file is not changed)")
+    p.add_argument("--kmeans-restarts", type=int, default=0, metavar="N",
+                   help="k-means in the backbone features from N k-means++ starts, kept where its objective "
+                        "beats the head's partition (after the refit, before the moves; the file is not changed)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 

@@ -57,6 +57,10 @@ class TrainConfig:
     # (clustering.split_merge): a class split in two clusters rejoined, two classes in one parted.
     # None = from the data (on from 3 clusters).
     split_merge: bool | None = None
+    # Between the two: spherical k-means on those features from this many k-means++ starts, whose
+    # best replaces the head's partition where its objective is higher (clustering.kmeans_restarts).
+    # None = from the method (10 where its head trains under a uniform prior: CC, SACC, GCC); 0 = off.
+    kmeans_restarts: int | None = None
     # 2-D maps of z the run writes when it ends, so the studio opens them at once
     # (clustering.projections; "none" in tests and benchmarks, which never look at them).
     projections: str = "umap+tsne"

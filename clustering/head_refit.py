@@ -7,7 +7,10 @@ backbone features h reached 0.58-0.73, and CC at 100 classes had 0.443 against 0
 few gradients while every image trains the backbone. Where clusters hold hundreds of images the
 head is as good as its refit (digits 0.987 as trained, 0.979 refitted; -0.009 to +0.024 over 50
 such checkpoints), so the refit is a rule of the data's shape
-(``clustering.data_defaults.choose_refit_head``), not always on.
+(``clustering.data_defaults.choose_refit_head``), not always on; except for the methods whose head
+trains under a uniform prior on cluster sizes (CC, SACC, GCC), where it gained at every size
+(GCC on digits 0.903 -> 0.970), and where k-means restarts may then replace the partition
+(:mod:`clustering.kmeans_restarts`).
 
 The refit starts from the head's own clusters and runs spherical k-means (Lloyd's iterations on
 the cosine) over the whole data set's features ``h``: each cluster's centroid is the normalised
@@ -33,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from clustering.kmeans import MAX_ITERATIONS, centroids_of, spherical_kmeans
+from clustering.kmeans_restarts import best_of_restarts
 from clustering.split_merge import split_merge as split_merge_moves
 
 
@@ -51,15 +55,20 @@ def refittable(head: nn.Module) -> str | None:
 
 @torch.no_grad()
 def refit_head(head: nn.Module, h: Tensor, max_iterations: int = MAX_ITERATIONS, *, lloyd: bool = True,
-               split_merge: bool = False) -> dict[str, float]:  # fmt: skip
+               split_merge: bool = False, restarts: int = 0,
+               generator: torch.Generator | None = None) -> dict[str, float]:  # fmt: skip
     """Rewrite ``head`` (see :func:`refittable`) as the spherical k-means of its own partition of
     ``h`` (N, F), the whole data set's backbone features.
 
-    ``lloyd``: Lloyd's iterations from the head's partition (the refit). ``split_merge``: then the
-    merge-and-split moves of :mod:`clustering.split_merge` (each followed by Lloyd's iterations);
-    with ``lloyd`` off the head is rewritten only when a move was applied. Returns the metrics
-    row's entries: ``refit_moved`` (share of images that changed cluster) and
-    ``refit_iterations`` with ``lloyd``, ``split_merge_moves`` with ``split_merge``."""
+    ``lloyd``: Lloyd's iterations from the head's partition (the refit). ``restarts``: then that many
+    k-means runs from k-means++ starts (drawn from ``generator``) against the head's Lloyd-converged
+    partition; the best replaces the partition where its objective is higher
+    (:mod:`clustering.kmeans_restarts`). ``split_merge``: then the merge-and-split moves of
+    :mod:`clustering.split_merge` (each followed by Lloyd's iterations). With ``lloyd`` off the head
+    is rewritten only when a restart won or a move was applied. Returns the metrics row's entries:
+    ``refit_moved`` (share of images that changed cluster) when the head was rewritten,
+    ``refit_iterations`` with ``lloyd``, ``restarts_won`` and ``restarts_gain`` with ``restarts``,
+    ``split_merge_moves`` with ``split_merge``."""
     why_not = refittable(head)
     if why_not is not None:
         raise TypeError(why_not)
@@ -79,10 +88,16 @@ def refit_head(head: nn.Module, h: Tensor, max_iterations: int = MAX_ITERATIONS,
         if lloyd:
             _, labels, iterations = spherical_kmeans(h, before, num_clusters, max_iterations)
             notes["refit_iterations"] = float(iterations)
+        if restarts:
+            own = labels if lloyd else spherical_kmeans(h, before, num_clusters, max_iterations)[1]
+            generator = generator or torch.Generator().manual_seed(0)
+            won, restart_notes = best_of_restarts(h, own, num_clusters, restarts, generator, max_iterations)
+            notes |= restart_notes
+            labels = won if won is not None else labels
         if split_merge and num_clusters >= 3:
             labels, moves = split_merge_moves(h, labels, num_clusters)
             notes["split_merge_moves"] = float(len(moves))
-        if not lloyd and not notes.get("split_merge_moves"):
+        if not lloyd and not notes.get("split_merge_moves") and not notes.get("restarts_won"):
             return notes  # nothing to write: the head stays as trained
         centroids = centroids_of(nn.functional.normalize(h.double(), dim=1), labels.to(h.device), num_clusters)
         first.weight.copy_(torch.eye(first.in_features))
@@ -110,8 +125,10 @@ def _scale_for_confidence(logits: Tensor, confidence: float, steps: int = 40) ->
 
 
 def refit_at_end(head: nn.Module, embed: Callable[[], dict[str, Any]], *, lloyd: bool = True,
-                 split_merge: bool = False) -> dict[str, float]:  # fmt: skip
-    """The trainer's end-of-run refit on ``embed()``'s features (the whole data set, no augmentation)."""
+                 split_merge: bool = False, restarts: int = 0, seed: int = 0) -> dict[str, float]:  # fmt: skip
+    """The trainer's end-of-run refit on ``embed()``'s features (the whole data set, no augmentation);
+    the restarts' starts come from ``seed``, so a run's end is reproducible."""
     emb = embed()
     h = torch.from_numpy(np.asarray(emb["h"], dtype=np.float32))
-    return refit_head(head, h, lloyd=lloyd, split_merge=split_merge)
+    generator = torch.Generator().manual_seed(seed)
+    return refit_head(head, h, lloyd=lloyd, split_merge=split_merge, restarts=restarts, generator=generator)

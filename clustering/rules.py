@@ -141,6 +141,7 @@ FIELD_RULES: dict[str, Choices | Range] = {
     "self_label": Range(0, 1, high_open=True, why="the fraction of the run after which the stage starts"),
     "self_label_threshold": Range(0, 1, high_open=True),
     "self_label_weight": POSITIVE,
+    "kmeans_restarts": Range(0, integer=True, why="0 switches the end-of-run k-means restarts off"),
     "world_size": POSITIVE_INT,
 }
 

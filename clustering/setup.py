@@ -25,6 +25,7 @@ from clustering.data_defaults import (
     choose_backbone,
     choose_batch_size,
     choose_image_size,
+    choose_kmeans_restarts,
     choose_refit_head,
     choose_split_merge,
     describe,
@@ -80,15 +81,17 @@ def resolve_config(config: TrainConfig, data: DataSet, device_type: str | None =
         raise ConfigError(f"split_merge needs at least 3 clusters (a move splits one and merges two others); "
                           f"this run has {profile.num_classes}: run without --split-merge")  # fmt: skip
     if method_cls.softmax_head:
-        choices["refit_head"] = choose_refit_head(profile)
+        choices["refit_head"] = choose_refit_head(profile, method_cls.uniform_prior)
         choices["split_merge"] = choose_split_merge(profile)
-    elif cfg.refit_head or cfg.split_merge:
+        choices["kmeans_restarts"] = choose_kmeans_restarts(profile, method_cls.uniform_prior)
+    elif cfg.refit_head or cfg.split_merge or cfg.kmeans_restarts:
         with_it = ", ".join(n for n in method_names() if get_method(n).softmax_head)
-        asked = "refit_head" if cfg.refit_head else "split_merge"
+        asked = "refit_head" if cfg.refit_head else "split_merge" if cfg.split_merge else "kmeans_restarts"
         raise ConfigError(f"{asked} rewrites the two-layer softmax cluster head; {cfg.method!r} has its own "
                           f"head (methods with it: {with_it})")  # fmt: skip
     else:
         cfg.refit_head = cfg.split_merge = False
+        cfg.kmeans_restarts = 0
     for name, choice in choices.items():
         if getattr(cfg, name) is None:
             setattr(cfg, name, choice.value)

@@ -176,10 +176,13 @@ def test_train_command_is_accepted_by_the_cli_parser(tmp_path: Path) -> None:
     assert "--self-label" not in launch.train_command(launch.LaunchRequest(), tmp_path)[0]
     assert sorted(args.param) == ["tolerance=3.0", "variant=paper"]
     assert args.refit_head is None and args.split_merge is None  # auto: left to the data
+    assert args.kmeans_restarts is None
     for asked in (True, False):
-        cmd, _ = launch.train_command(launch.LaunchRequest(refit_head=asked, split_merge=not asked), tmp_path)
+        cmd, _ = launch.train_command(launch.LaunchRequest(refit_head=asked, split_merge=not asked,
+                                                           kmeans_restarts=20 if asked else 0), tmp_path)  # fmt: skip
         parsed = build_parser().parse_args(cmd[3:])
         assert parsed.refit_head is asked and parsed.split_merge is (not asked)
+        assert parsed.kmeans_restarts == (20 if asked else 0)
     resume = launch.resume_command(tmp_path / "r", epochs=20)
     args = build_parser().parse_args(resume[3:])
     assert args.resume == str(tmp_path / "r") and args.epochs == 20
@@ -201,6 +204,10 @@ def test_launch_passes_size_and_augmentation_and_previews_the_data_defaults(tmp_
     forced = launch.preview_defaults(launch.LaunchRequest(dataset="digits-pairs40", device="cpu", refit_head=False,
                                                           split_merge=False))  # fmt: skip
     assert not {"refit_head", "split_merge"} & {r["setting"] for r in forced}
+    rows = {r["setting"]: r for r in launch.preview_defaults(launch.LaunchRequest(method="sacc", device="cpu"))}
+    assert rows["kmeans_restarts"]["value"] == "10" and "uniform prior" in rows["kmeans_restarts"]["why"]
+    forced = launch.preview_defaults(launch.LaunchRequest(method="sacc", device="cpu", kmeans_restarts=0))
+    assert "kmeans_restarts" not in {r["setting"] for r in forced}
     chosen = launch.preview_defaults(launch.LaunchRequest(dataset="digits", image_size=12, device="cpu"))
     assert "image_size" not in {r["setting"] for r in chosen}  # set in the form: not a default any more
 

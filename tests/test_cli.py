@@ -195,6 +195,14 @@ def test_end_to_end_train_then_eval_on_another_split(tmp_path: Path) -> None:
     assert moved.returncode == 0, moved.stderr
     after = json.loads(moved.stdout)
     assert "split_merge_moves" in after and ("as_trained" in after) == (after["split_merge_moves"] > 0)
+    restarted = subprocess.run(
+        [sys.executable, "-m", "clustering", "eval", str(tmp_path / "e2e"), "--split", "test", "--kmeans-restarts",
+         "3", "--json"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert restarted.returncode == 0, restarted.stderr
+    again = json.loads(restarted.stdout)
+    assert again["restarts_won"] in (0.0, 1.0) and ("as_trained" in again) == (again["restarts_won"] == 1.0)
 
 
 def test_flags_given_at_their_default_still_override_the_config_file(tmp_path: Path) -> None:

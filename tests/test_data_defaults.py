@@ -76,7 +76,7 @@ def test_grayscale_16px_keeps_its_size_and_gets_no_flips_or_colour(folders: dict
     assert cfg.batch_size == 100 // MIN_STEPS_PER_EPOCH  # UCCC's 256 * C / 10 = 256 exceeds N / 4 = 25
     assert set(cfg.data_defaults) == {"image_size", "augment", "backbone", "batch_size", "instance_temperature",
                                       "strong_view", "refit_head", "split_merge", "detach_head_input",
-                                      "cc_if_balanced"}  # fmt: skip
+                                      "cc_if_balanced", "kmeans_restarts"}  # fmt: skip
     assert "grayscale" in cfg.data_defaults["augment"]["reason"]
     assert "mirror images are foreign" in cfg.data_defaults["augment"]["reason"]
 
@@ -262,6 +262,10 @@ def test_head_refit_rule_over_images_per_cluster(folders: dict[str, Path]) -> No
     assert resolved(folders["many"]).refit_head is False and "100 images per cluster" in \
         resolved(folders["many"]).data_defaults["refit_head"]["reason"]
     assert resolved(folders["faces"], method="sacc").refit_head is True  # any method with the softmax head
+    for method in ("cc", "sacc", "gcc"):  # a head trained under a uniform prior: at any images per cluster
+        prior = resolved(folders["many"], method=method)
+        assert prior.refit_head is True and "uniform prior" in prior.data_defaults["refit_head"]["reason"]
+    assert choose_refit_head(DataProfile("image", 1, 28, 10_000, 10), uniform_prior=True).value is True
     lnscc = resolved(folders["faces"], method="lnscc")  # its Student-t head: nothing to refit
     assert lnscc.refit_head is False and "refit_head" not in lnscc.data_defaults
     with pytest.raises(ConfigError, match="refit_head rewrites the two-layer softmax cluster head; 'lnscc'.*uccc"):

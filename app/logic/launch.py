@@ -173,6 +173,7 @@ class LaunchRequest:
     self_label: float | None = None  # start of the self-labelling stage, a fraction of the run
     refit_head: bool | None = None  # the end-of-run head refit; None = from the data
     split_merge: bool | None = None  # the end-of-run split-and-merge moves; None = from the data
+    kmeans_restarts: int | None = None  # the end-of-run k-means restarts; None = from the method
     params: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None
 
@@ -208,6 +209,8 @@ def train_command(
         cmd += ["--refit-head" if req.refit_head else "--no-refit-head"]
     if req.split_merge is not None:
         cmd += ["--split-merge" if req.split_merge else "--no-split-merge"]
+    if req.kmeans_restarts is not None:
+        cmd += ["--kmeans-restarts", str(int(req.kmeans_restarts))]
     for name, value in req.params.items():
         cmd += ["--param", f"{name}={format_param(value)}"]
     # Absolute: the trainer runs with the repository as its working directory.
@@ -230,6 +233,7 @@ def preview_defaults(req: LaunchRequest) -> list[dict[str, str]]:
     config = TrainConfig(method=req.method, dataset=req.dataset, root=req.root, backbone=req.backbone,
                          image_size=req.image_size, augment=req.augment, batch_size=req.batch_size,
                          device=req.device, refit_head=req.refit_head, split_merge=req.split_merge,
+                         kmeans_restarts=req.kmeans_restarts,
                          method_params=dict(req.params))  # fmt: skip
     resolved = resolve_config(config, data)
     return [{"setting": name, "value": str(choice["value"]), "why": choice["reason"]}

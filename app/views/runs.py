@@ -187,10 +187,16 @@ with st.form("launch_form"):
     augment = c3.selectbox("Augmentation", ["auto", *launch.AUGMENT_PRESETS],
                            help="auto: from the data's channels, and for grayscale whether its mirror images "
                                 "belong to it (flips)")  # fmt: skip
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     budget = c1.radio("Budget", ["epochs", "minutes"], horizontal=True)
     amount = c2.number_input("Epochs or minutes", min_value=1.0, value=30.0, step=5.0)
     device = c3.selectbox("Device", ["auto", "cpu", "cuda"])
+    kmeans_restarts = c4.selectbox(
+        "k-means restarts at the end", [None, 0, 10, 20], format_func=lambda n: "auto" if n is None else str(n),
+        help="when the run finishes, k-means in the backbone features from this many k-means++ starts replaces "
+             "the head's partition where the k-means objective is higher; auto: 10 for CC, SACC and GCC (their "
+             "uniform prior on cluster sizes evens unequal classes), 0 for the others",
+    )  # fmt: skip
     c1, c2, c3, c4, c5, c6, c7 = st.columns(7)
     batch = c1.number_input("Batch size (0 = from the method and data)", min_value=0, value=0, step=32)
     lr = c2.number_input("Learning rate (0 = default)", min_value=0.0, value=0.0, step=1e-4, format="%.5f")
@@ -300,6 +306,7 @@ if submitted:
             self_label=float(self_label) or None,
             refit_head=refit_head,
             split_merge=split_merge,
+            kmeans_restarts=kmeans_restarts,
             params=params,
         )
         run_id, pid = launch.launch(req, folder)

@@ -56,6 +56,7 @@ class CC(ClusterMethod):
     Params = CCParams
     train_defaults = paper_adam_defaults(batch_size=256)
     column_contrast = True  # its cluster-level NT-Xent over the batch's columns
+    uniform_prior = True  # log C - H(p) in its cluster loss
     param_rules = {"instance_temperature": choose_instance_temperature}
 
     def __init__(self, model: ClusterModel, params: CCParams, num_samples: int) -> None:

@@ -154,6 +154,7 @@ class GCC(ClusterMethod):
     # cluster against 2.5 on 400 images of 40 classes: 0.735 / 0.792 against 0.682 / 0.708
     # (two-digit numbers), 0.790 / 0.762 against 0.755 / 0.738 (subjects), seeds 0 / 1.
     column_contrast = True
+    uniform_prior = True  # L_CR, the entropy of the batch's mean assignment
     param_rules = {"rgc_temperature": choose_instance_temperature}
     train_defaults = TrainDefaults(
         optimizer="sgd", lr=0.4, weight_decay=1e-4, scheduler="cosine", batch_size=256,

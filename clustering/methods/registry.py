@@ -147,6 +147,9 @@ class ClusterMethod(nn.Module):
     #: The model keeps ``ClusterModel``'s two-layer softmax cluster head, which the end-of-run refit
     #: (``clustering.head_refit``) can rewrite; LNSCC replaces it with a Student-t head.
     softmax_head: ClassVar[bool] = True
+    #: The head trains under a uniform prior on cluster sizes (CC's ``log C - H(p)``, GCC's L_CR):
+    #: the end-of-run k-means restarts are then on by default (``clustering.kmeans_restarts``).
+    uniform_prior: ClassVar[bool] = False
     model: ClusterModel
 
     def training_step(self, batch: Batch) -> StepOutput:

@@ -81,6 +81,7 @@ class SACC(ClusterMethod):
     Params = SACCParams
     train_defaults = paper_adam_defaults(batch_size=200)
     column_contrast = True  # CC's cluster-level NT-Xent over the batch's columns
+    uniform_prior = True  # CC's log C - H(p) in each of its cluster losses
     param_rules = {"instance_temperature": choose_instance_temperature,
                    "cluster_temperature": choose_cluster_temperature}  # fmt: skip
 
