@@ -228,6 +228,26 @@ def test_uccc_strong_view_up_to_40_clusters(folders: dict[str, Path]) -> None:
     assert "strong_view" not in resolved(folders["faces"], method="sacc").data_defaults  # SACC always has it
 
 
+def test_uccc_strong_view_off_on_a_densely_sampled_set(tmp_path: Path) -> None:
+    def strong(ratio: float | None, c: int = 20) -> bool:
+        return choose_strong_view(DataProfile("image", 1, 16, 72 * c, c, neighbor_ratio=ratio)).value
+
+    assert not strong(0.128) and not strong(0.19)  # the suite's turntable: neighbours 0.13 of the way
+    assert strong(0.2) and strong(0.297) and strong(None)  # digits 0.297; vectors have no ratio
+    assert not strong(0.5, c=100) and not strong(0.1, c=100)  # above 40 clusters off whatever the ratio
+    # A folder of 20 objects, each 30 poses a small step apart (a blend from one picture to another).
+    rng = np.random.default_rng(0)
+    for c in range(20):
+        start, end = rng.integers(0, 256, (2, 32, 32)).astype(float)
+        (tmp_path / f"object{c:02d}").mkdir()
+        for i, t in enumerate(np.linspace(0, 1, 30)):
+            Image.fromarray(((1 - t) * start + t * end).astype(np.uint8)).save(tmp_path / f"object{c:02d}" / f"{i}.png")
+    dense = resolved(tmp_path)
+    assert dense.method_params["strong_view"] is False
+    assert "nearest neighbour lies at 0.0" in dense.data_defaults["strong_view"]["reason"]
+    assert resolved(tmp_path, method_params={"strong_view": True}).method_params["strong_view"] is True  # a flag wins
+
+
 def test_sacc_cluster_contrast_temperature_sharpens_with_the_clusters(folders: dict[str, Path]) -> None:
     def tau(c: int) -> float:
         return choose_cluster_temperature(DataProfile("image", 1, 16, 100 * c, c)).value

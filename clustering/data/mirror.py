@@ -28,6 +28,16 @@ MIRROR_SIZE = 16
 MIRROR_SHARE_FOR_FLIPS = 0.25
 
 
+def compared_pixels(images: Tensor, sample: int = MIRROR_SAMPLE, seed: int = 0) -> Tensor:
+    """(N, C, H, W) uint8 or float images -> (n, 1, MIRROR_SIZE, MIRROR_SIZE) float luma in [0, 1]:
+    a random subset of at most ``sample`` of them (from ``seed``), as the pixel tests compare them."""
+    if len(images) > sample:
+        keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:sample]
+        images = images[keep]
+    gray = luma(to_float(images))
+    return F.interpolate(gray, size=(MIRROR_SIZE, MIRROR_SIZE), mode="bilinear", antialias=True, align_corners=False)
+
+
 def mirror_share(images: Tensor, sample: int = MIRROR_SAMPLE, seed: int = 0) -> float:
     """The share of images whose horizontal mirror image is at least as close (Euclidean, in pixels
     at ``MIRROR_SIZE`` px, luma for colour) to another image of the set as the image itself is.
@@ -41,11 +51,7 @@ def mirror_share(images: Tensor, sample: int = MIRROR_SAMPLE, seed: int = 0) -> 
     """
     if len(images) < 2:
         raise ValueError(f"mirror_share needs at least 2 images, got {len(images)}")
-    if len(images) > sample:
-        keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:sample]
-        images = images[keep]
-    gray = luma(to_float(images))  # (N, 1, H, W) in [0, 1]
-    x = F.interpolate(gray, size=(MIRROR_SIZE, MIRROR_SIZE), mode="bilinear", antialias=True, align_corners=False)
+    x = compared_pixels(images, sample, seed)
     plain, mirrored = x.flatten(1), x.flip(-1).flatten(1)
     own = torch.cdist(plain, plain).fill_diagonal_(float("inf")).min(1).values
     flipped = torch.cdist(mirrored, plain).fill_diagonal_(float("inf")).min(1).values
