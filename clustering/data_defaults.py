@@ -327,7 +327,7 @@ def choose_strong_view(profile: DataProfile, default: Any = None) -> Choice:
         return Choice(False, f"an image's nearest neighbour lies at {ratio:.2f} of the median distance between two "
                              f"images (< {bar}): the set samples its classes densely (a turntable's poses), its "
                              "neighbours carry what varies within a class; the paper's two weak views (on the "
-                             "suite's turntable 0.95-0.97 without the strong view, 0.79-0.88 with it)")  # fmt: skip
+                             "suite's turntable 0.95-0.97 without the strong view, 0.85-0.88 with it)")  # fmt: skip
     if uccc_strong_view(c):
         return Choice(True, f"{c} clusters (<= {most}): SACC's RandAugment view as the third view")
     return Choice(False, f"{c} clusters (> {most}): the paper's two weak views, 1.5x the steps of three "

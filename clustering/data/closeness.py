@@ -33,8 +33,8 @@ def neighbor_ratio(images: Tensor, sample: int = MIRROR_SAMPLE, seed: int = 0) -
         sample: at most this many images are compared (a random subset, from ``seed``).
 
     Returns:
-        A ratio in [0, 1]: near 0 where every image has a near twin, near 1 for independent noise;
-        0 where all the images are the same picture.
+        A ratio, in practice between 0 and about 1: near 0 where every image has a near twin, near
+        1 for independent noise; 0 where all the images are the same picture.
     """
     if len(images) < 2:
         raise ValueError(f"neighbor_ratio needs at least 2 images, got {len(images)}")
