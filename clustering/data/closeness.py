@@ -32,13 +32,18 @@ def neighbor_ratio(images: Tensor, sample: int = MIRROR_SAMPLE, seed: int = 0) -
         images: (N, C, H, W) uint8 or float in [0, 1]; N >= 2.
         sample: at most this many images are compared (a random subset, from ``seed``).
 
+    Exact copies of a picture count once.
+
     Returns:
         A ratio, in practice between 0 and about 1: near 0 where every image has a near twin, near
         1 for independent noise; 0 where all the images are the same picture.
     """
     if len(images) < 2:
         raise ValueError(f"neighbor_ratio needs at least 2 images, got {len(images)}")
-    x = compared_pixels(images, sample, seed).flatten(1).double()
+    # Copies of one picture (a file saved twice) are one sample of the class, not a dense path.
+    x = torch.unique(compared_pixels(images, sample, seed).flatten(1).double(), dim=0)
+    if len(x) < 2:
+        return 0.0
     distances = torch.cdist(x, x)
     rows, cols = torch.triu_indices(len(x), len(x), offset=1)
     typical = float(distances[rows, cols].median())
