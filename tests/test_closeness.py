@@ -37,6 +37,8 @@ def test_matches_the_definition_computed_naively() -> None:
     images = torch.cat([turntable(3, 8), (torch.rand(9, 1, 32, 32, generator=torch.Generator().manual_seed(5))
                                           * 255).to(torch.uint8)])  # fmt: skip
     assert neighbor_ratio(images) == pytest.approx(naive_ratio(images), rel=1e-9)
+    with_copies = torch.cat([images, images[:4]])  # four files saved twice
+    assert neighbor_ratio(with_copies) == pytest.approx(naive_ratio(with_copies), rel=1e-9)
 
 
 def test_a_turntable_is_dense_and_independent_noise_is_not() -> None:
