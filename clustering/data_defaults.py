@@ -322,16 +322,16 @@ def choose_cc_if_balanced(profile: DataProfile, default: Any = None) -> Choice:
 def choose_strong_view(profile: DataProfile, default: Any = None) -> Choice:
     """UCCC's ``strong_view`` from the number of clusters, and off on a densely sampled set."""
     c, most = profile.num_classes, STRONG_VIEW_UP_TO
+    if not uccc_strong_view(c):
+        return Choice(False, f"{c} clusters (> {most}): the paper's two weak views, 1.5x the steps of three "
+                             "(the strong view was level or behind at 100 clusters, behind at 200)")  # fmt: skip
     ratio, bar = profile.neighbor_ratio, DENSE_NEIGHBOR_RATIO
-    if uccc_strong_view(c) and ratio is not None and ratio < bar:
+    if ratio is not None and ratio < bar:
         return Choice(False, f"an image's nearest neighbour lies at {ratio:.2f} of the median distance between two "
                              f"images (< {bar}): the set samples its classes densely (a turntable's poses), its "
                              "neighbours carry what varies within a class; the paper's two weak views (on the "
                              "suite's turntable 0.95-0.97 without the strong view, 0.85-0.88 with it)")  # fmt: skip
-    if uccc_strong_view(c):
-        return Choice(True, f"{c} clusters (<= {most}): SACC's RandAugment view as the third view")
-    return Choice(False, f"{c} clusters (> {most}): the paper's two weak views, 1.5x the steps of three "
-                         "(the strong view was level or behind at 100 clusters, behind at 200)")  # fmt: skip
+    return Choice(True, f"{c} clusters (<= {most}): SACC's RandAugment view as the third view")
 
 
 def choose_instance_temperature(profile: DataProfile, default: float | None = None) -> Choice:
