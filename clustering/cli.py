@@ -74,6 +74,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="when the run finishes, rejoin a class split over two clusters and part two classes "
                         "sharing one where that raises the k-means objective in the backbone features "
                         "(default: on from 3 clusters)")
+    g.add_argument("--umap-gmm", dest="umap_gmm", action=argparse.BooleanOptionalAction, default=None,
+                   help="when the run finishes, a Gaussian mixture on a UMAP embedding of the backbone features "
+                        "replaces the head's partition (default: on for CC, SACC and GCC, whose head trains under "
+                        "a uniform prior on cluster sizes; they then skip the refit, restarts and moves)")
     g.add_argument("--kmeans-restarts", dest="kmeans_restarts", type=int, default=None, metavar="N",
                    help="when the run finishes, run k-means in the backbone features from N k-means++ starts and "
                         "keep the best where its objective beats the head's partition (0: off; default: 10 for "
@@ -133,7 +137,8 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN202
                 "backbone", "num_clusters", "epochs", "minutes", "max_steps", "batch_size", "lr", "weight_decay",
                 "optimizer", "scheduler", "seed", "device", "amp", "channels_last", "threads", "eval_every",
                 "best_metric", "out", "run_id", "sync_bn", "self_label", "self_label_threshold",
-                "self_label_weight", "refit_head", "split_merge", "kmeans_restarts", "projections"):  # fmt: skip
+                "self_label_weight", "refit_head", "split_merge", "kmeans_restarts", "umap_gmm",
+                "projections"):  # fmt: skip
         if args.config and key not in getattr(args, "explicit", set()):
             continue  # keep the config file's value unless the flag was given (at any value)
         setattr(base, key, getattr(args, key))
@@ -163,7 +168,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     metrics = evaluate_run(Path(args.run_dir), split=args.split, which=args.checkpoint, root=args.root,
                            device=args.device, refit_head=args.refit_head, split_merge=args.split_merge,
-                           kmeans_restarts=args.kmeans_restarts)  # fmt: skip
+                           kmeans_restarts=args.kmeans_restarts, umap_gmm=args.umap_gmm)  # fmt: skip
     if args.json:
         print(json.dumps({k: v for k, v in metrics.items() if k not in ("mapping", "purity")}, indent=2))
         return 0
@@ -177,7 +182,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         before = metrics["as_trained"]
         shown = " ".join(f"{k} {v:.4f}" for k, v in before.items() if k != "n_nonempty" and v is not None)
         moves = int(metrics.get("split_merge_moves", 0))
-        done = (["head refit"] if "refit_iterations" in metrics else []) + \
+        done = (["UMAP + GMM"] if "umap_gmm_kept" in metrics else []) + \
+            (["head refit"] if "refit_iterations" in metrics else []) + \
             (["a k-means restart"] if metrics.get("restarts_won") else []) + \
             ([f"{moves} split-and-merge move{'s' if moves > 1 else ''}"] if moves else [])
         print(f"  {' + '.join(done)}: {metrics['refit_moved']:.1%} of the samples changed cluster; as trained: "
@@ -238,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kmeans-restarts", type=int, default=0, metavar="N",
                    help="k-means in the backbone features from N k-means++ starts, kept where its objective "
                         "beats the head's partition (after the refit, before the moves; the file is not changed)")
+    p.add_argument("--umap-gmm", action="store_true",
+                   help="a Gaussian mixture on a UMAP embedding of the backbone features replaces the head's "
+                        "partition first (in place of --refit-head; the file is not changed)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 

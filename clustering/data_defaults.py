@@ -16,6 +16,7 @@ from typing import Any
 from clustering.data import DataSet
 from clustering.data.closeness import DENSE_NEIGHBOR_RATIO, neighbor_ratio
 from clustering.data.mirror import MIRROR_SHARE_FOR_FLIPS, mirror_share
+from clustering.umap_gmm import too_small as umap_gmm_too_small
 
 #: The small CNN's working range on a CPU. Its cost grows with the pixel count (README, speed): its
 #: first stage runs at the input resolution, so 32 px costs 1.8x a step at 24 px and 2.6x one at
@@ -267,6 +268,29 @@ def choose_kmeans_restarts(profile: DataProfile, uniform_prior: bool) -> Choice:
                                    f"classes: when the run finishes, k-means in the backbone features from "
                                    f"{KMEANS_RESTARTS} k-means++ starts replaces its partition where the k-means "
                                    f"objective is higher")  # fmt: skip
+
+
+def choose_umap_gmm(profile: DataProfile, uniform_prior: bool) -> Choice:
+    """``umap_gmm`` (any method with the softmax head): on where the method's head trains under a
+    uniform prior on cluster sizes and the data set is large enough for a neighbour graph."""
+    if not uniform_prior:
+        return Choice(False, "the head's loss has no prior on cluster sizes (on UCCC's checkpoints UMAP + GMM was "
+                             "level with its head on average, and lost where the head was best)")  # fmt: skip
+    why_not = umap_gmm_too_small(profile.num_samples, profile.num_classes)
+    if why_not is not None:
+        return Choice(False, why_not)
+    return Choice(True, "the head trains under a uniform prior on cluster sizes, which evens unequal classes and "
+                        "the features with them: when the run finishes, a Gaussian mixture on a UMAP embedding of "
+                        "the backbone features (a neighbour graph: each class one region, of any size) replaces "
+                        "its partition, in place of the refit, k-means restarts and moves")  # fmt: skip
+
+
+def replaced_by_umap_gmm() -> dict[str, Choice]:
+    """The refit, restarts and moves where UMAP + GMM gives the partition: each would pull it back
+    toward the k-means objective in the features, which prefers the evened clusters."""
+    why = ("off: UMAP + GMM gives the end-of-run partition (the k-means objective would pull it back toward "
+           "evened clusters)")
+    return {"refit_head": Choice(False, why), "split_merge": Choice(False, why), "kmeans_restarts": Choice(0, why)}
 
 
 def choose_split_merge(profile: DataProfile) -> Choice:

@@ -16,6 +16,7 @@ from clustering.data import DataSet, load_dataset
 from clustering.errors import ConfigError
 from clustering.metrics import evaluate
 from clustering.models import ClusterModel
+from clustering.umap_gmm import too_small as umap_gmm_too_small
 
 
 @torch.no_grad()
@@ -73,7 +74,7 @@ def evaluation_row(data: DataSet, emb: dict[str, np.ndarray]) -> tuple[dict[str,
 
 def evaluate_run(run_dir: Path, split: str | None = None, which: str = "best", root: str | None = None,
                  device: str = "auto", refit_head: bool = False, split_merge: bool = False,
-                 kmeans_restarts: int = 0) -> dict[str, Any]:  # fmt: skip
+                 kmeans_restarts: int = 0, umap_gmm: bool = False) -> dict[str, Any]:  # fmt: skip
     """Re-evaluate a run's checkpoint, optionally on another split (inductive evaluation).
 
     ``refit_head``: first refit the checkpoint's head on the evaluated data's own features
@@ -83,7 +84,9 @@ def evaluate_run(run_dir: Path, split: str | None = None, which: str = "best", r
     the end-of-run split-and-merge moves (:mod:`clustering.split_merge`, after the refit if both),
     with ``split_merge_moves``; when no move pays and there is no refit, the head is as trained.
     ``kmeans_restarts``: that many k-means++ restarts against the head's partition, between the two
-    (:mod:`clustering.kmeans_restarts`, starts drawn from the run's seed), with ``restarts_won``."""
+    (:mod:`clustering.kmeans_restarts`, starts drawn from the run's seed), with ``restarts_won``.
+    ``umap_gmm``: the partition of UMAP + GMM on the features replaces the head's first, in place of
+    the refit (:mod:`clustering.umap_gmm`, from the run's seed), with ``umap_gmm_kept``."""
     from clustering.runs import checkpoint_path
     from clustering.setup import build_method, load_run_config, pick_device
 
@@ -105,13 +108,16 @@ def evaluate_run(run_dir: Path, split: str | None = None, which: str = "best", r
     metrics, _ = evaluation_row(data, emb)
     if kmeans_restarts < 0:
         raise ConfigError(f"kmeans_restarts must be >= 0 (0: none), got {kmeans_restarts}")
-    if refit_head or split_merge or kmeans_restarts:
+    if umap_gmm and (why_small := umap_gmm_too_small(len(data), emb["probs"].shape[1])):
+        raise ConfigError(f"umap_gmm: {why_small}")
+    if refit_head or split_merge or kmeans_restarts or umap_gmm:
         why_not = head_refit.refittable(method.model.cluster_head)
         if why_not is not None:
             raise ConfigError(f"cannot refit the head of {str(run_dir)!r}: {why_not}")
         notes = head_refit.refit_head(method.model.cluster_head, torch.from_numpy(emb["h"]), lloyd=refit_head,
-                                      split_merge=split_merge, restarts=kmeans_restarts,
-                                      generator=torch.Generator().manual_seed(config.seed))  # fmt: skip
+                                      split_merge=split_merge, restarts=kmeans_restarts, umap_gmm=umap_gmm,
+                                      generator=torch.Generator().manual_seed(config.seed),
+                                      seed=config.seed)  # fmt: skip
         if "refit_moved" in notes:  # the head was rewritten
             as_trained = {k: metrics[k] for k in ("acc", "nmi", "ari", "jsd", "confidence", "n_nonempty")}
             metrics, _ = evaluation_row(data, embed(method.model, data.inputs, dev, config.eval_batch_size))

@@ -36,8 +36,9 @@ import torch
 from torch import Tensor, nn
 
 from clustering.kmeans import MAX_ITERATIONS, centroids_of, spherical_kmeans
-from clustering.kmeans_restarts import best_of_restarts
+from clustering.kmeans_restarts import best_of_restarts, match_ids
 from clustering.split_merge import split_merge as split_merge_moves
+from clustering.umap_gmm import umap_gmm_partition
 
 
 def refittable(head: nn.Module) -> str | None:
@@ -55,11 +56,13 @@ def refittable(head: nn.Module) -> str | None:
 
 @torch.no_grad()
 def refit_head(head: nn.Module, h: Tensor, max_iterations: int = MAX_ITERATIONS, *, lloyd: bool = True,
-               split_merge: bool = False, restarts: int = 0,
-               generator: torch.Generator | None = None) -> dict[str, float]:  # fmt: skip
+               split_merge: bool = False, restarts: int = 0, umap_gmm: bool = False,
+               generator: torch.Generator | None = None, seed: int = 0) -> dict[str, float]:  # fmt: skip
     """Rewrite ``head`` (see :func:`refittable`) as the spherical k-means of its own partition of
     ``h`` (N, F), the whole data set's backbone features.
 
+    ``umap_gmm``: the partition of UMAP + GMM on ``h`` (:mod:`clustering.umap_gmm`, from ``seed``)
+    replaces the head's, in place of ``lloyd``; the head becomes its nearest centroids in ``h``.
     ``lloyd``: Lloyd's iterations from the head's partition (the refit). ``restarts``: then that many
     k-means runs from k-means++ starts (drawn from ``generator``) against the head's Lloyd-converged
     partition; the best replaces the partition where its objective is higher
@@ -67,7 +70,8 @@ def refit_head(head: nn.Module, h: Tensor, max_iterations: int = MAX_ITERATIONS,
     :mod:`clustering.split_merge` (each followed by Lloyd's iterations). With ``lloyd`` off the head
     is rewritten only when a restart won or a move was applied. Returns the metrics row's entries:
     ``refit_moved`` (share of images that changed cluster) when the head was rewritten,
-    ``refit_iterations`` with ``lloyd``, ``restarts_won`` and ``restarts_gain`` with ``restarts``,
+    ``refit_iterations`` with ``lloyd``, ``umap_gmm_kept`` (share of images the partition left in the
+    head's cluster, ids matched) with ``umap_gmm``, ``restarts_won`` and ``restarts_gain`` with ``restarts``,
     ``split_merge_moves`` with ``split_merge``."""
     why_not = refittable(head)
     if why_not is not None:
@@ -85,11 +89,16 @@ def refit_head(head: nn.Module, h: Tensor, max_iterations: int = MAX_ITERATIONS,
         before = before_logits.argmax(dim=1)
         confidence = float(before_logits.softmax(dim=1).amax(dim=1).mean())
         labels = before
-        if lloyd:
+        if umap_gmm:
+            # One assignment to the centroids: what the rewritten head computes (and every cluster keeps rows).
+            _, labels, _ = spherical_kmeans(h, umap_gmm_partition(h, num_clusters, seed), num_clusters, 1)
+            labels = match_ids(labels, before, num_clusters)
+            notes["umap_gmm_kept"] = float((labels == before).float().mean())
+        elif lloyd:
             _, labels, iterations = spherical_kmeans(h, before, num_clusters, max_iterations)
             notes["refit_iterations"] = float(iterations)
         if restarts:
-            own = labels if lloyd else spherical_kmeans(h, before, num_clusters, max_iterations)[1]
+            own = labels if lloyd or umap_gmm else spherical_kmeans(h, before, num_clusters, max_iterations)[1]
             generator = generator or torch.Generator().manual_seed(0)
             won, restart_notes = best_of_restarts(h, own, num_clusters, restarts, generator, max_iterations)
             notes |= restart_notes
@@ -97,7 +106,7 @@ def refit_head(head: nn.Module, h: Tensor, max_iterations: int = MAX_ITERATIONS,
         if split_merge and num_clusters >= 3:
             labels, moves = split_merge_moves(h, labels, num_clusters)
             notes["split_merge_moves"] = float(len(moves))
-        if not lloyd and not notes.get("split_merge_moves") and not notes.get("restarts_won"):
+        if not (lloyd or umap_gmm) and not notes.get("split_merge_moves") and not notes.get("restarts_won"):
             return notes  # nothing to write: the head stays as trained
         centroids = centroids_of(nn.functional.normalize(h.double(), dim=1), labels.to(h.device), num_clusters)
         first.weight.copy_(torch.eye(first.in_features))
@@ -125,10 +134,12 @@ def _scale_for_confidence(logits: Tensor, confidence: float, steps: int = 40) ->
 
 
 def refit_at_end(head: nn.Module, embed: Callable[[], dict[str, Any]], *, lloyd: bool = True,
-                 split_merge: bool = False, restarts: int = 0, seed: int = 0) -> dict[str, float]:  # fmt: skip
+                 split_merge: bool = False, restarts: int = 0, umap_gmm: bool = False,
+                 seed: int = 0) -> dict[str, float]:  # fmt: skip
     """The trainer's end-of-run refit on ``embed()``'s features (the whole data set, no augmentation);
-    the restarts' starts come from ``seed``, so a run's end is reproducible."""
+    the restarts' starts and UMAP + GMM come from ``seed``, so a run's end is reproducible."""
     emb = embed()
     h = torch.from_numpy(np.asarray(emb["h"], dtype=np.float32))
     generator = torch.Generator().manual_seed(seed)
-    return refit_head(head, h, lloyd=lloyd, split_merge=split_merge, restarts=restarts, generator=generator)
+    return refit_head(head, h, lloyd=lloyd, split_merge=split_merge, restarts=restarts, umap_gmm=umap_gmm,
+                      generator=generator, seed=seed)  # fmt: skip

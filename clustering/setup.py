@@ -28,13 +28,16 @@ from clustering.data_defaults import (
     choose_kmeans_restarts,
     choose_refit_head,
     choose_split_merge,
+    choose_umap_gmm,
     describe,
+    replaced_by_umap_gmm,
 )
 from clustering.errors import ConfigError
 from clustering.methods import get_method, method_names, resolve_params
 from clustering.models import ClusterModel, build_backbone
 from clustering.runs import read_config
 from clustering.schedules import ProgressSchedule
+from clustering.umap_gmm import too_small as umap_gmm_too_small
 
 
 def pick_device(requested: str) -> torch.device:
@@ -80,17 +83,23 @@ def resolve_config(config: TrainConfig, data: DataSet, device_type: str | None =
     if cfg.split_merge and profile.num_classes < 3:
         raise ConfigError(f"split_merge needs at least 3 clusters (a move splits one and merges two others); "
                           f"this run has {profile.num_classes}: run without --split-merge")  # fmt: skip
+    if cfg.umap_gmm and (why_small := umap_gmm_too_small(profile.num_samples, profile.num_classes)):
+        raise ConfigError(f"umap_gmm: {why_small}; run without --umap-gmm")
     if method_cls.softmax_head:
-        choices["refit_head"] = choose_refit_head(profile, method_cls.uniform_prior)
-        choices["split_merge"] = choose_split_merge(profile)
-        choices["kmeans_restarts"] = choose_kmeans_restarts(profile, method_cls.uniform_prior)
-    elif cfg.refit_head or cfg.split_merge or cfg.kmeans_restarts:
+        choices["umap_gmm"] = choose_umap_gmm(profile, method_cls.uniform_prior)
+        if choices["umap_gmm"].value if cfg.umap_gmm is None else cfg.umap_gmm:
+            choices |= replaced_by_umap_gmm()
+        else:
+            choices["refit_head"] = choose_refit_head(profile, method_cls.uniform_prior)
+            choices["split_merge"] = choose_split_merge(profile)
+            choices["kmeans_restarts"] = choose_kmeans_restarts(profile, method_cls.uniform_prior)
+    elif cfg.refit_head or cfg.split_merge or cfg.kmeans_restarts or cfg.umap_gmm:
         with_it = ", ".join(n for n in method_names() if get_method(n).softmax_head)
-        asked = "refit_head" if cfg.refit_head else "split_merge" if cfg.split_merge else "kmeans_restarts"
+        asked = next(n for n in ("refit_head", "split_merge", "kmeans_restarts", "umap_gmm") if getattr(cfg, n))
         raise ConfigError(f"{asked} rewrites the two-layer softmax cluster head; {cfg.method!r} has its own "
                           f"head (methods with it: {with_it})")  # fmt: skip
     else:
-        cfg.refit_head = cfg.split_merge = False
+        cfg.refit_head = cfg.split_merge = cfg.umap_gmm = False
         cfg.kmeans_restarts = 0
     for name, choice in choices.items():
         if getattr(cfg, name) is None:

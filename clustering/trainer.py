@@ -83,7 +83,7 @@ class Trainer:
         seed_everything(config.seed)
         self.method = build_method(config, data, device)
         self.model = self.method.model
-        ends = ("refit_head", "split_merge", "kmeans_restarts")  # the end-of-run rewrites of the head
+        ends = ("refit_head", "split_merge", "kmeans_restarts", "umap_gmm")  # the end-of-run rewrites of the head
         unfit = refittable(self.model.cluster_head) if any(getattr(config, name) for name in ends) else None
         for name in ends:
             if unfit and getattr(config, name) and name not in config.data_defaults:  # asked for by name
@@ -91,6 +91,7 @@ class Trainer:
         self.refit_head = bool(config.refit_head) and unfit is None
         self.split_merge = bool(config.split_merge) and unfit is None
         self.kmeans_restarts = int(config.kmeans_restarts or 0) if unfit is None else 0
+        self.umap_gmm = bool(config.umap_gmm) and unfit is None
         self.channels_last = channels_last_for(config, data, device)
         if self.channels_last:
             self.method.to(memory_format=torch.channels_last)
@@ -161,17 +162,17 @@ class Trainer:
         self._embedding = None  # a hook may edit the model without a step (LNSCC fits its head)
 
     def finish(self, epoch: int) -> dict[str, float]:
-        """The method's end-of-run hook (UCCC re-seeds clusters left empty), then the head refit, the
-        k-means restarts and the split-and-merge moves where the config asks for them
+        """The method's end-of-run hook (UCCC re-seeds clusters left empty), then UMAP + GMM or the head
+        refit, the k-means restarts and the split-and-merge moves where the config asks for them
         (``clustering.head_refit``); their scalars to log."""
         context = EpochContext(epoch=epoch, device=self.device, num_samples=len(self.data), embed=self.embed)
         notes = self.method.on_train_end(context)
         self._embedding = None  # the hook may have edited the model
-        if self.refit_head or self.split_merge or self.kmeans_restarts:
+        if self.refit_head or self.split_merge or self.kmeans_restarts or self.umap_gmm:
             trained = self.embed()["probs"].argmax(axis=1)
             refit = refit_at_end(self.model.cluster_head, self.embed, lloyd=self.refit_head,
                                  split_merge=self.split_merge, restarts=self.kmeans_restarts,
-                                 seed=self.config.seed)  # fmt: skip
+                                 umap_gmm=self.umap_gmm, seed=self.config.seed)  # fmt: skip
             notes |= refit
             self._embedding = None
             if self.data.labels is not None and "refit_moved" in refit:  # the head as trained, beside the new one

@@ -176,12 +176,12 @@ def test_train_command_is_accepted_by_the_cli_parser(tmp_path: Path) -> None:
     assert "--self-label" not in launch.train_command(launch.LaunchRequest(), tmp_path)[0]
     assert sorted(args.param) == ["tolerance=3.0", "variant=paper"]
     assert args.refit_head is None and args.split_merge is None  # auto: left to the data
-    assert args.kmeans_restarts is None
+    assert args.kmeans_restarts is None and args.umap_gmm is None
     for asked in (True, False):
-        cmd, _ = launch.train_command(launch.LaunchRequest(refit_head=asked, split_merge=not asked,
+        cmd, _ = launch.train_command(launch.LaunchRequest(refit_head=asked, split_merge=not asked, umap_gmm=asked,
                                                            kmeans_restarts=20 if asked else 0), tmp_path)  # fmt: skip
         parsed = build_parser().parse_args(cmd[3:])
-        assert parsed.refit_head is asked and parsed.split_merge is (not asked)
+        assert parsed.refit_head is asked and parsed.split_merge is (not asked) and parsed.umap_gmm is asked
         assert parsed.kmeans_restarts == (20 if asked else 0)
     resume = launch.resume_command(tmp_path / "r", epochs=20)
     args = build_parser().parse_args(resume[3:])
@@ -205,6 +205,11 @@ def test_launch_passes_size_and_augmentation_and_previews_the_data_defaults(tmp_
                                                           split_merge=False))  # fmt: skip
     assert not {"refit_head", "split_merge"} & {r["setting"] for r in forced}
     rows = {r["setting"]: r for r in launch.preview_defaults(launch.LaunchRequest(method="sacc", device="cpu"))}
+    assert rows["umap_gmm"]["value"] == "True" and "uniform prior" in rows["umap_gmm"]["why"]
+    assert rows["kmeans_restarts"]["value"] == "0" and "UMAP + GMM" in rows["kmeans_restarts"]["why"]
+    rows = {r["setting"]: r for r in launch.preview_defaults(launch.LaunchRequest(method="sacc", device="cpu",
+                                                                                   umap_gmm=False))}  # fmt: skip
+    assert "umap_gmm" not in rows
     assert rows["kmeans_restarts"]["value"] == "10" and "uniform prior" in rows["kmeans_restarts"]["why"]
     forced = launch.preview_defaults(launch.LaunchRequest(method="sacc", device="cpu", kmeans_restarts=0))
     assert "kmeans_restarts" not in {r["setting"] for r in forced}

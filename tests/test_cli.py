@@ -203,6 +203,12 @@ def test_end_to_end_train_then_eval_on_another_split(tmp_path: Path) -> None:
     assert restarted.returncode == 0, restarted.stderr
     again = json.loads(restarted.stdout)
     assert again["restarts_won"] in (0.0, 1.0) and ("as_trained" in again) == (again["restarts_won"] == 1.0)
+    mixture = subprocess.run(
+        [sys.executable, "-m", "clustering", "eval", str(tmp_path / "e2e"), "--split", "test", "--umap-gmm"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert mixture.returncode == 0, mixture.stderr
+    assert "UMAP + GMM:" in mixture.stdout and f"as trained: acc {metrics['acc']:.4f}" in mixture.stdout
 
 
 def test_flags_given_at_their_default_still_override_the_config_file(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from clustering.data_defaults import (
     COLUMN_CONTRAST_MIN_IMAGES_PER_CLUSTER,
     COLUMN_CONTRAST_MIN_STEPS,
     HEAD_REFIT_BELOW_IMAGES_PER_CLUSTER,
+    KMEANS_RESTARTS,
     MIN_STEPS_PER_EPOCH,
     DataProfile,
     choose_batch_size,
@@ -76,7 +77,7 @@ def test_grayscale_16px_keeps_its_size_and_gets_no_flips_or_colour(folders: dict
     assert cfg.batch_size == 100 // MIN_STEPS_PER_EPOCH  # UCCC's 256 * C / 10 = 256 exceeds N / 4 = 25
     assert set(cfg.data_defaults) == {"image_size", "augment", "backbone", "batch_size", "instance_temperature",
                                       "strong_view", "refit_head", "split_merge", "detach_head_input",
-                                      "cc_if_balanced", "kmeans_restarts"}  # fmt: skip
+                                      "cc_if_balanced", "kmeans_restarts", "umap_gmm"}  # fmt: skip
     assert "grayscale" in cfg.data_defaults["augment"]["reason"]
     assert "mirror images are foreign" in cfg.data_defaults["augment"]["reason"]
 
@@ -281,9 +282,10 @@ def test_head_refit_rule_over_images_per_cluster(folders: dict[str, Path]) -> No
     assert resolved(folders["faces"]).refit_head is True
     assert resolved(folders["many"]).refit_head is False and "100 images per cluster" in \
         resolved(folders["many"]).data_defaults["refit_head"]["reason"]
-    assert resolved(folders["faces"], method="sacc").refit_head is True  # any method with the softmax head
-    for method in ("cc", "sacc", "gcc"):  # a head trained under a uniform prior: at any images per cluster
-        prior = resolved(folders["many"], method=method)
+    # any method with the softmax head; for a head trained under a uniform prior at any images per cluster
+    assert resolved(folders["faces"], method="sacc", umap_gmm=False).refit_head is True
+    for method in ("cc", "sacc", "gcc"):
+        prior = resolved(folders["many"], method=method, umap_gmm=False)
         assert prior.refit_head is True and "uniform prior" in prior.data_defaults["refit_head"]["reason"]
     assert choose_refit_head(DataProfile("image", 1, 28, 10_000, 10), uniform_prior=True).value is True
     lnscc = resolved(folders["faces"], method="lnscc")  # its Student-t head: nothing to refit
@@ -376,3 +378,28 @@ def test_column_contrast_floor_over_clusters_and_sizes() -> None:
     assert batch(4_000, 200) == 1_000  # 5 per cluster, 4 steps
     assert batch(100, 40) == 50  # never fewer than 2 steps an epoch, even below 5 per cluster
     assert batch(402, 40, world=4) == 200  # divisible over the processes
+
+
+def test_umap_gmm_rule_by_method_and_size(folders: dict[str, Path], tmp_path: Path) -> None:
+    for method in ("cc", "sacc", "gcc"):  # a head under a uniform prior: UMAP + GMM, in place of the k-means moves
+        cfg = resolved(folders["faces"], method=method)
+        assert cfg.umap_gmm is True and "uniform prior" in cfg.data_defaults["umap_gmm"]["reason"]
+        assert (cfg.refit_head, cfg.split_merge, cfg.kmeans_restarts) == (False, False, 0)
+        assert all("UMAP + GMM" in cfg.data_defaults[n]["reason"] for n in ("refit_head", "split_merge",
+                                                                           "kmeans_restarts"))  # fmt: skip
+    uccc = resolved(folders["faces"])
+    assert uccc.umap_gmm is False and "no prior on cluster sizes" in uccc.data_defaults["umap_gmm"]["reason"]
+    assert uccc.refit_head is True and uccc.split_merge is True  # UCCC keeps its own end of a run
+    off = resolved(folders["faces"], method="cc", umap_gmm=False)  # a flag wins, and the k-means moves come back
+    assert "umap_gmm" not in off.data_defaults and off.kmeans_restarts == KMEANS_RESTARTS and off.refit_head is True
+    asked = resolved(folders["faces"], umap_gmm=True)  # UCCC can ask for it
+    assert asked.umap_gmm is True and asked.refit_head is False and "umap_gmm" not in asked.data_defaults
+    tiny = make_folder(tmp_path / "tiny", 2, 9, 16, colour=False)  # 18 images: too few for a neighbour graph
+    small = resolved(tiny, method="cc")
+    assert small.umap_gmm is False and "18 images for 2 clusters" in small.data_defaults["umap_gmm"]["reason"]
+    assert small.kmeans_restarts == KMEANS_RESTARTS  # the k-means end of a run instead
+    with pytest.raises(ConfigError, match="umap_gmm: 18 images for 2 clusters.*run without --umap-gmm"):
+        resolved(tiny, method="cc", umap_gmm=True)
+    with pytest.raises(ConfigError, match="umap_gmm rewrites the two-layer softmax cluster head; 'lnscc'"):
+        resolved(folders["faces"], method="lnscc", umap_gmm=True)
+    assert resolved(folders["faces"], method="lnscc").umap_gmm is False

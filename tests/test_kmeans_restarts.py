@@ -99,7 +99,7 @@ def test_refit_head_writes_a_winning_restart_into_the_head_and_leaves_a_losing_o
     assert all(torch.equal(before[k], v) for k, v in settled.state_dict().items())
 
 
-def test_the_methods_with_a_uniform_prior_get_restarts_by_default_and_a_flag_overrides(tmp_path) -> None:  # noqa: ANN001
+def test_the_methods_with_a_uniform_prior_get_restarts_without_umap_gmm_and_a_flag_overrides(tmp_path) -> None:  # noqa: ANN001
     from clustering.config import TrainConfig
     from clustering.data import load_dataset
     from clustering.data_defaults import KMEANS_RESTARTS
@@ -111,10 +111,11 @@ def test_the_methods_with_a_uniform_prior_get_restarts_by_default_and_a_flag_ove
     data = load_dataset("digits", image_size=12)
     for method, expected in (("cc", KMEANS_RESTARTS), ("sacc", KMEANS_RESTARTS), ("gcc", KMEANS_RESTARTS),
                              ("uccc", 0)):  # fmt: skip
-        chosen = resolve_config(TrainConfig(method=method, dataset="digits"), data, "cpu")
+        chosen = resolve_config(TrainConfig(method=method, dataset="digits", umap_gmm=False), data, "cpu")
         assert chosen.kmeans_restarts == expected and chosen.data_defaults["kmeans_restarts"]["value"] == expected
-    assert "uniform prior" in resolve_config(TrainConfig(method="sacc", dataset="digits"), data,
+    assert "uniform prior" in resolve_config(TrainConfig(method="sacc", dataset="digits", umap_gmm=False), data,
                                              "cpu").data_defaults["kmeans_restarts"]["reason"]  # fmt: skip
+    assert resolve_config(TrainConfig(method="sacc", dataset="digits"), data, "cpu").kmeans_restarts == 0  # UMAP + GMM
     asked = resolve_config(TrainConfig(method="uccc", dataset="digits", kmeans_restarts=3), data, "cpu")
     assert asked.kmeans_restarts == 3 and "kmeans_restarts" not in asked.data_defaults
     assert resolve_config(TrainConfig(method="cc", dataset="digits", kmeans_restarts=0), data, "cpu") \
@@ -141,7 +142,7 @@ def test_a_finished_run_logs_the_restarts_and_eval_reproduces_them(tmp_path) -> 
     def run(run_id: str, restarts: int | None) -> object:
         return train(TrainConfig(method="cc", dataset="digits", image_size=12, batch_size=256, out=str(tmp_path),
                                  seed=4, threads=2, projections="none", max_steps=3, amp="off", refit_head=False,
-                                 split_merge=False, kmeans_restarts=restarts, run_id=run_id),
+                                 split_merge=False, kmeans_restarts=restarts, umap_gmm=False, run_id=run_id),
                      progress=False, data=data)  # fmt: skip
 
     kept, restarted = run("kept", 0), run("restarted", None)

@@ -229,8 +229,9 @@ def test_the_moves_are_on_from_three_clusters_and_refused_for_a_head_without_the
     two = choose_split_merge(DataProfile("image", 1, 28, 1000, 2))
     assert two.value is False and "2 clusters" in two.reason
     data = load_dataset("digits", image_size=12)
-    chosen = resolve_config(TrainConfig(method="sacc", dataset="digits"), data, "cpu")
+    chosen = resolve_config(TrainConfig(method="sacc", dataset="digits", umap_gmm=False), data, "cpu")
     assert chosen.split_merge is True and "split_merge" in chosen.data_defaults
+    assert resolve_config(TrainConfig(method="sacc", dataset="digits"), data, "cpu").split_merge is False  # UMAP + GMM
     assert resolve_config(TrainConfig(method="uccc", dataset="digits", split_merge=False), data, "cpu").split_merge \
         is False
     lnscc = resolve_config(TrainConfig(method="lnscc", dataset="digits"), data, "cpu")

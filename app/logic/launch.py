@@ -174,6 +174,7 @@ class LaunchRequest:
     refit_head: bool | None = None  # the end-of-run head refit; None = from the data
     split_merge: bool | None = None  # the end-of-run split-and-merge moves; None = from the data
     kmeans_restarts: int | None = None  # the end-of-run k-means restarts; None = from the method
+    umap_gmm: bool | None = None  # the end-of-run UMAP + GMM partition; None = from the method
     params: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None
 
@@ -211,6 +212,8 @@ def train_command(
         cmd += ["--split-merge" if req.split_merge else "--no-split-merge"]
     if req.kmeans_restarts is not None:
         cmd += ["--kmeans-restarts", str(int(req.kmeans_restarts))]
+    if req.umap_gmm is not None:
+        cmd += ["--umap-gmm" if req.umap_gmm else "--no-umap-gmm"]
     for name, value in req.params.items():
         cmd += ["--param", f"{name}={format_param(value)}"]
     # Absolute: the trainer runs with the repository as its working directory.
@@ -233,7 +236,7 @@ def preview_defaults(req: LaunchRequest) -> list[dict[str, str]]:
     config = TrainConfig(method=req.method, dataset=req.dataset, root=req.root, backbone=req.backbone,
                          image_size=req.image_size, augment=req.augment, batch_size=req.batch_size,
                          device=req.device, refit_head=req.refit_head, split_merge=req.split_merge,
-                         kmeans_restarts=req.kmeans_restarts,
+                         kmeans_restarts=req.kmeans_restarts, umap_gmm=req.umap_gmm,
                          method_params=dict(req.params))  # fmt: skip
     resolved = resolve_config(config, data)
     return [{"setting": name, "value": str(choice["value"]), "why": choice["reason"]}

@@ -187,7 +187,7 @@ with st.form("launch_form"):
     augment = c3.selectbox("Augmentation", ["auto", *launch.AUGMENT_PRESETS],
                            help="auto: from the data's channels, and for grayscale whether its mirror images "
                                 "belong to it (flips)")  # fmt: skip
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4, c5 = st.columns(5)
     budget = c1.radio("Budget", ["epochs", "minutes"], horizontal=True)
     amount = c2.number_input("Epochs or minutes", min_value=1.0, value=30.0, step=5.0)
     device = c3.selectbox("Device", ["auto", "cpu", "cuda"])
@@ -196,6 +196,12 @@ with st.form("launch_form"):
         help="when the run finishes, k-means in the backbone features from this many k-means++ starts replaces "
              "the head's partition where the k-means objective is higher; auto: 10 for CC, SACC and GCC (their "
              "uniform prior on cluster sizes evens unequal classes), 0 for the others",
+    )  # fmt: skip
+    umap_gmm = c5.selectbox(
+        "UMAP + GMM at the end", launch.OPTIONAL_BOOL_CHOICES, format_func=launch.optional_bool_label,
+        help="when the run finishes, a Gaussian mixture on a UMAP embedding of the backbone features replaces "
+             "the head's partition (then no refit, restarts or moves unless asked); auto: on for CC, SACC and GCC, "
+             "whose uniform prior on cluster sizes evens unequal classes",
     )  # fmt: skip
     c1, c2, c3, c4, c5, c6, c7 = st.columns(7)
     batch = c1.number_input("Batch size (0 = from the method and data)", min_value=0, value=0, step=32)
@@ -307,6 +313,7 @@ if submitted:
             refit_head=refit_head,
             split_merge=split_merge,
             kmeans_restarts=kmeans_restarts,
+            umap_gmm=umap_gmm,
             params=params,
         )
         run_id, pid = launch.launch(req, folder)
