@@ -62,9 +62,10 @@ class TrainConfig:
     # None = from the method (10 where its head trains under a uniform prior: CC, SACC, GCC); 0 = off.
     kmeans_restarts: int | None = None
     # When the run finishes, the partition of UMAP + GMM on those features replaces the head's
-    # (clustering.umap_gmm): for a head under a uniform prior, whose features keep its evened
-    # clusters as blobs but each class as one stretch of neighbours. None = from the method (on for
-    # CC, SACC and GCC, which then skip the refit, restarts and moves); it composes with them if asked.
+    # (clustering.umap_gmm): in a uniform prior's features a large class is wide and two small ones
+    # close, so the k-means objective keeps the evened partition; a neighbour graph does not. None =
+    # from the method (on for CC, SACC and GCC, which then skip the refit, restarts and moves; a run
+    # resumed from before the field existed keeps its own end); it composes with them if asked.
     umap_gmm: bool | None = None
     # 2-D maps of z the run writes when it ends, so the studio opens them at once
     # (clustering.projections; "none" in tests and benchmarks, which never look at them).

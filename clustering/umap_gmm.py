@@ -12,8 +12,8 @@ from the k-nearest-neighbour graph: how near two images are counts through their
 the class's spread) and a Gaussian mixture on it with full covariances (clusters of any size and
 shape, no prior on sizes). Over 57 checkpoints of CC, SACC and GCC on 13 sets of the suite it
 gained 0.086 ACC on average over the heads' end of a run (refit, restarts and moves included), 35
-by more than 0.05; it lost on 5, by at most 0.053, where the head already had 0.97-0.99 or two
-classes touch in the graph (README, "UMAP + GMM at the end of a run"). k-means on the same
+by more than 0.05; it lost on 5, by at most 0.053, mostly where the head already had 0.97-0.99
+(README, "UMAP + GMM at the end of a run"). k-means on the same
 embedding gained less (0.077) and lost more often (9 of 57).
 
 The partition is written into the head as nearest centroids in ``h`` (:mod:`clustering.head_refit`),
