@@ -172,43 +172,25 @@ def test_end_to_end_train_then_eval_on_another_split(tmp_path: Path) -> None:
     )  # fmt: skip
     assert train.returncode == 0, train.stderr
     assert "finished:" in train.stdout and "acc=" in train.stdout
-    evaluated = subprocess.run(
-        [sys.executable, "-m", "clustering", "eval", str(tmp_path / "e2e"), "--split", "test", "--json"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
-    assert evaluated.returncode == 0, evaluated.stderr
-    metrics = json.loads(evaluated.stdout)
+
+    def evaluate(*flags: str) -> str:  # ``eval`` of the run on its test split; its stdout
+        done = subprocess.run([sys.executable, "-m", "clustering", "eval", str(tmp_path / "e2e"), "--split", "test",
+                               *flags], capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    metrics = json.loads(evaluate("--json"))
     assert metrics["num_samples"] == 297 and metrics["split"] == "test"
     assert 0.0 <= metrics["acc"] <= 1.0 and 0.0 <= metrics["jsd"] <= 1.0
     assert "as_trained" not in metrics  # 150 images a cluster: the run kept its head as trained
-    refitted = subprocess.run(
-        [sys.executable, "-m", "clustering", "eval", str(tmp_path / "e2e"), "--split", "test", "--refit-head"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
-    assert refitted.returncode == 0, refitted.stderr
-    assert "head refit:" in refitted.stdout and f"as trained: acc {metrics['acc']:.4f}" in refitted.stdout
-    moved = subprocess.run(
-        [sys.executable, "-m", "clustering", "eval", str(tmp_path / "e2e"), "--split", "test", "--split-merge",
-         "--json"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
-    assert moved.returncode == 0, moved.stderr
-    after = json.loads(moved.stdout)
+    refitted = evaluate("--refit-head")
+    assert "head refit:" in refitted and f"as trained: acc {metrics['acc']:.4f}" in refitted
+    after = json.loads(evaluate("--split-merge", "--json"))
     assert "split_merge_moves" in after and ("as_trained" in after) == (after["split_merge_moves"] > 0)
-    restarted = subprocess.run(
-        [sys.executable, "-m", "clustering", "eval", str(tmp_path / "e2e"), "--split", "test", "--kmeans-restarts",
-         "3", "--json"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
-    assert restarted.returncode == 0, restarted.stderr
-    again = json.loads(restarted.stdout)
+    again = json.loads(evaluate("--kmeans-restarts", "3", "--json"))
     assert again["restarts_won"] in (0.0, 1.0) and ("as_trained" in again) == (again["restarts_won"] == 1.0)
-    mixture = subprocess.run(
-        [sys.executable, "-m", "clustering", "eval", str(tmp_path / "e2e"), "--split", "test", "--umap-gmm"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
-    assert mixture.returncode == 0, mixture.stderr
-    assert "UMAP + GMM:" in mixture.stdout and f"as trained: acc {metrics['acc']:.4f}" in mixture.stdout
+    mixture = evaluate("--umap-gmm")
+    assert "UMAP + GMM:" in mixture and f"as trained: acc {metrics['acc']:.4f}" in mixture
 
 
 def test_flags_given_at_their_default_still_override_the_config_file(tmp_path: Path) -> None:
