@@ -281,7 +281,7 @@ def choose_umap_gmm(profile: DataProfile, uniform_prior: bool) -> Choice:
         return Choice(False, why_not)
     return Choice(True, "the head trains under a uniform prior on cluster sizes, which evens unequal classes and "
                         "the features with them: when the run finishes, a Gaussian mixture on a UMAP embedding of "
-                        "the backbone features (a neighbour graph: each class one region, of any size) replaces "
+                        "the backbone features (a neighbour graph, blind to a class's spread) replaces "
                         "its partition, in place of the refit, k-means restarts and moves")  # fmt: skip
 
 
