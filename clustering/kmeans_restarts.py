@@ -20,12 +20,11 @@ The objective is the one :mod:`clustering.split_merge` scores moves by, over uni
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
 from clustering.kmeans import MAX_ITERATIONS, spherical_kmeans
+from clustering.metrics import hungarian_mapping
 from clustering.split_merge import objective
 
 #: A restart replaces the head's partition where its objective is higher by more than this share.
@@ -57,14 +56,13 @@ def kmeans_plus_plus(x: Tensor, num_clusters: int, generator: torch.Generator) -
 
 
 def match_ids(labels: Tensor, reference: Tensor, num_clusters: int) -> Tensor:
-    """``labels`` with its cluster ids renamed to overlap ``reference``'s most (the one-to-one Hungarian
-    matching ACC uses, with ``reference`` as the classes), so a partition that replaces the head's
-    keeps its cluster ids where it can. Ids in [0, num_clusters); either may leave some unused."""
-    table = np.zeros((num_clusters, num_clusters))
-    np.add.at(table, (labels.cpu().numpy(), reference.cpu().numpy()), 1)
-    rows, cols = linear_sum_assignment(table, maximize=True)
-    rename = torch.empty(num_clusters, dtype=torch.long)
-    rename[torch.from_numpy(rows)] = torch.from_numpy(cols).long()
+    """``labels`` with its cluster ids renamed to overlap ``reference``'s most (the Hungarian mapping
+    ACC uses, with ``reference`` as the classes), so a partition that replaces the head's keeps its
+    cluster ids where it can. Ids in [0, num_clusters); either may leave some unused (a collapsed
+    head): a cluster the mapping leaves out takes an id no other one has."""
+    mapping = hungarian_mapping(reference.cpu().numpy(), labels.cpu().numpy())
+    free = iter(sorted(set(range(num_clusters)) - set(mapping.values())))
+    rename = torch.tensor([mapping[k] if k in mapping else next(free) for k in range(num_clusters)])
     return rename.to(labels.device)[labels]
 
 
