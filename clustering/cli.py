@@ -78,6 +78,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="when the run finishes, a Gaussian mixture on a UMAP embedding of the backbone features "
                         "replaces the head's partition (default: on for CC, SACC and GCC, whose head trains under "
                         "a uniform prior on cluster sizes; they then skip the refit, restarts and moves)")
+    g.add_argument("--umap-gmm-if-uneven", dest="umap_gmm", action="store_const", const="if_uneven",  # IF_UNEVEN
+                   help="the same, only where the head's largest cluster holds more than 1.3 times the mean when "
+                        "the run finishes (default for UCCC, whose head keeps the classes' size differences); "
+                        "an even head keeps its own end (refit, moves)")
     g.add_argument("--kmeans-restarts", dest="kmeans_restarts", type=int, default=None, metavar="N",
                    help="when the run finishes, run k-means in the backbone features from N k-means++ starts and "
                         "keep the best where its objective beats the head's partition (0: off; default: 10 for "

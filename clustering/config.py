@@ -66,7 +66,9 @@ class TrainConfig:
     # close, so the k-means objective keeps the evened partition; a neighbour graph does not. None =
     # from the method (on for CC, SACC and GCC, which then skip the refit, restarts and moves; a run
     # resumed from before the field existed keeps its own end); it composes with them if asked.
-    umap_gmm: bool | None = None
+    # "if_uneven" (UCCC's default): only where the head's clusters come out uneven at the end (the
+    # classes differ in size; clustering.methods.balance_switch.uneven), in place of the refit and moves.
+    umap_gmm: bool | str | None = None
     # 2-D maps of z the run writes when it ends, so the studio opens them at once
     # (clustering.projections; "none" in tests and benchmarks, which never look at them).
     projections: str = "umap+tsne"

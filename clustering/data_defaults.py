@@ -16,6 +16,7 @@ from typing import Any
 from clustering.data import DataSet
 from clustering.data.closeness import DENSE_NEIGHBOR_RATIO, neighbor_ratio
 from clustering.data.mirror import MIRROR_SHARE_FOR_FLIPS, mirror_share
+from clustering.umap_gmm import IF_UNEVEN as UMAP_GMM_IF_UNEVEN
 from clustering.umap_gmm import too_small as umap_gmm_too_small
 
 #: The small CNN's working range on a CPU. Its cost grows with the pixel count (README, speed): its
@@ -271,14 +272,14 @@ def choose_kmeans_restarts(profile: DataProfile, uniform_prior: bool) -> Choice:
 
 
 def choose_umap_gmm(profile: DataProfile, uniform_prior: bool) -> Choice:
-    """``umap_gmm`` (any method with the softmax head): on where the method's head trains under a
-    uniform prior on cluster sizes and the data set is large enough for a neighbour graph."""
-    if not uniform_prior:
-        return Choice(False, "the head's loss has no prior on cluster sizes (on UCCC's checkpoints UMAP + GMM was "
-                             "level with its head on average, and lost where the head was best)")  # fmt: skip
-    why_not = umap_gmm_too_small(profile.num_samples, profile.num_classes)
-    if why_not is not None:
+    """``umap_gmm`` (any method with the softmax head), where the set is large enough for a neighbour
+    graph: on where the head trains under a uniform prior on cluster sizes, else IF_UNEVEN."""
+    if (why_not := umap_gmm_too_small(profile.num_samples, profile.num_classes)) is not None:
         return Choice(False, why_not)
+    if not uniform_prior:
+        return Choice(UMAP_GMM_IF_UNEVEN, "where the head's clusters come out uneven when the run finishes (the "
+                      "classes differ in size, or it cut or pooled classes), a Gaussian mixture on a UMAP embedding "
+                      "of the backbone features replaces its partition; an even head stays, as trained or refitted")
     return Choice(True, "the head trains under a uniform prior on cluster sizes, which evens unequal classes and "
                         "the features with them: when the run finishes, a Gaussian mixture on a UMAP embedding of "
                         "the backbone features (a neighbour graph, blind to a class's spread) replaces "

@@ -22,16 +22,16 @@ from clustering.schedules import SCHEDULES
 class Choices:
     """One of a list of names; ``values`` may be a callable for registries filled at import."""
 
-    values: Sequence[str] | Callable[[], Sequence[str]]
+    values: Sequence[str | bool] | Callable[[], Sequence[str]]
     label: str = ""  # how the message names a value ("augmentation preset"); default: the field
 
-    def valid(self) -> list[str]:
+    def valid(self) -> list[str | bool]:
         return list(self.values() if callable(self.values) else self.values)
 
     def check(self, name: str, value: Any) -> None:
         valid = self.valid()
-        if value not in valid:
-            raise ConfigError(f"unknown {self.label or name} {value!r}; valid: {', '.join(valid)}")
+        if not any(value is v if isinstance(v, bool) else value == v for v in valid):  # 1 is not True here
+            raise ConfigError(f"unknown {self.label or name} {value!r}; valid: {', '.join(map(str, valid))}")
 
     def invalid_example(self) -> str:
         return "no-such-" + (self.label or "value").replace(" ", "-")
@@ -142,6 +142,7 @@ FIELD_RULES: dict[str, Choices | Range] = {
     "self_label_threshold": Range(0, 1, high_open=True),
     "self_label_weight": POSITIVE,
     "kmeans_restarts": Range(0, integer=True, why="0 switches the end-of-run k-means restarts off"),
+    "umap_gmm": Choices((True, False, "if_uneven"), "umap_gmm setting"),
     "world_size": POSITIVE_INT,
 }
 

@@ -87,8 +87,8 @@ def resolve_config(config: TrainConfig, data: DataSet, device_type: str | None =
         raise ConfigError(f"umap_gmm: {why_small}; run without --umap-gmm")
     if method_cls.softmax_head:
         choices["umap_gmm"] = choose_umap_gmm(profile, method_cls.uniform_prior)
-        if choices["umap_gmm"].value if cfg.umap_gmm is None else cfg.umap_gmm:
-            choices |= replaced_by_umap_gmm()
+        if (choices["umap_gmm"].value if cfg.umap_gmm is None else cfg.umap_gmm) is True:
+            choices |= replaced_by_umap_gmm()  # (IF_UNEVEN keeps them for a head that comes out even)
         else:
             choices["refit_head"] = choose_refit_head(profile, method_cls.uniform_prior)
             choices["split_merge"] = choose_split_merge(profile)

@@ -25,9 +25,11 @@ from clustering.evaluation import embed_all
 from clustering.faults import fault_point
 from clustering.head_refit import refit_at_end, refittable
 from clustering.methods import Batch, EpochContext
+from clustering.methods.balance_switch import uneven
 from clustering.metrics import accuracy
 from clustering.self_label import SelfLabelSettings, SelfLabelStep
 from clustering.setup import build_method, build_optimizer, build_scheduler, seed_everything
+from clustering.umap_gmm import IF_UNEVEN
 from clustering.views import ViewMaker
 
 #: CPU flags of native bfloat16 arithmetic (Linux /proc/cpuinfo names); without them bf16 autocast
@@ -91,7 +93,8 @@ class Trainer:
         self.refit_head = bool(config.refit_head) and unfit is None
         self.split_merge = bool(config.split_merge) and unfit is None
         self.kmeans_restarts = int(config.kmeans_restarts or 0) if unfit is None else 0
-        self.umap_gmm = bool(config.umap_gmm) and unfit is None
+        # True, False or IF_UNEVEN (decided in finish, from the head's partition then)
+        self.umap_gmm: bool | str = (config.umap_gmm or False) if unfit is None else False
         self.channels_last = channels_last_for(config, data, device)
         if self.channels_last:
             self.method.to(memory_format=torch.channels_last)
@@ -169,10 +172,15 @@ class Trainer:
         notes = self.method.on_train_end(context)
         self._embedding = None  # the hook may have edited the model
         if self.refit_head or self.split_merge or self.kmeans_restarts or self.umap_gmm:
-            trained = self.embed()["probs"].argmax(axis=1)
-            refit = refit_at_end(self.model.cluster_head, self.embed, lloyd=self.refit_head,
-                                 split_merge=self.split_merge, restarts=self.kmeans_restarts,
-                                 umap_gmm=self.umap_gmm, seed=self.config.seed)  # fmt: skip
+            probs = self.embed()["probs"]
+            trained = probs.argmax(axis=1)
+            ends = {"lloyd": self.refit_head, "split_merge": self.split_merge, "restarts": self.kmeans_restarts,
+                    "umap_gmm": self.umap_gmm is True}  # fmt: skip
+            if self.umap_gmm == IF_UNEVEN:
+                is_uneven, notes["largest_over_mean_at_end"] = uneven(probs)
+                if is_uneven:  # the partition replaces the head's, in place of the refit, restarts and moves
+                    ends = {"lloyd": False, "split_merge": False, "restarts": 0, "umap_gmm": True}
+            refit = refit_at_end(self.model.cluster_head, self.embed, seed=self.config.seed, **ends)
             notes |= refit
             self._embedding = None
             if self.data.labels is not None and "refit_moved" in refit:  # the head as trained, beside the new one

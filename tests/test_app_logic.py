@@ -183,6 +183,11 @@ def test_train_command_is_accepted_by_the_cli_parser(tmp_path: Path) -> None:
         parsed = build_parser().parse_args(cmd[3:])
         assert parsed.refit_head is asked and parsed.split_merge is (not asked) and parsed.umap_gmm is asked
         assert parsed.kmeans_restarts == (20 if asked else 0)
+    assert set(launch.UMAP_GMM_CHOICES) == {None, True, False, "if_uneven"}
+    cmd, _ = launch.train_command(launch.LaunchRequest(umap_gmm="if_uneven"), tmp_path)
+    assert "--umap-gmm-if-uneven" in cmd and build_parser().parse_args(cmd[3:]).umap_gmm == "if_uneven"
+    assert [launch.umap_gmm_label(v) for v in launch.UMAP_GMM_CHOICES] == [
+        "auto (from the data)", "true", "false", "if the head is uneven"]
     resume = launch.resume_command(tmp_path / "r", epochs=20)
     args = build_parser().parse_args(resume[3:])
     assert args.resume == str(tmp_path / "r") and args.epochs == 20
@@ -204,6 +209,8 @@ def test_launch_passes_size_and_augmentation_and_previews_the_data_defaults(tmp_
     forced = launch.preview_defaults(launch.LaunchRequest(dataset="digits-pairs40", device="cpu", refit_head=False,
                                                           split_merge=False))  # fmt: skip
     assert not {"refit_head", "split_merge"} & {r["setting"] for r in forced}
+    rows = {r["setting"]: r for r in launch.preview_defaults(launch.LaunchRequest(device="cpu"))}  # UCCC
+    assert rows["umap_gmm"]["value"] == "if_uneven" and "uneven" in rows["umap_gmm"]["why"]
     rows = {r["setting"]: r for r in launch.preview_defaults(launch.LaunchRequest(method="sacc", device="cpu"))}
     assert rows["umap_gmm"]["value"] == "True" and "uniform prior" in rows["umap_gmm"]["why"]
     assert rows["kmeans_restarts"]["value"] == "0" and "UMAP + GMM" in rows["kmeans_restarts"]["why"]

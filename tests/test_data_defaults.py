@@ -387,9 +387,13 @@ def test_umap_gmm_rule_by_method_and_size(folders: dict[str, Path], tmp_path: Pa
         assert (cfg.refit_head, cfg.split_merge, cfg.kmeans_restarts) == (False, False, 0)
         assert all("UMAP + GMM" in cfg.data_defaults[n]["reason"] for n in ("refit_head", "split_merge",
                                                                            "kmeans_restarts"))  # fmt: skip
-    uccc = resolved(folders["faces"])
-    assert uccc.umap_gmm is False and "no prior on cluster sizes" in uccc.data_defaults["umap_gmm"]["reason"]
-    assert uccc.refit_head is True and uccc.split_merge is True  # UCCC keeps its own end of a run
+    uccc = resolved(folders["faces"])  # only if its head comes out uneven; an even head keeps its own end
+    assert uccc.umap_gmm == "if_uneven" and "come out uneven" in uccc.data_defaults["umap_gmm"]["reason"]
+    assert uccc.refit_head is True and uccc.split_merge is True
+    cc_if_uneven = resolved(folders["faces"], method="cc", umap_gmm="if_uneven")  # any method can ask for it
+    assert cc_if_uneven.kmeans_restarts == KMEANS_RESTARTS and cc_if_uneven.refit_head is True
+    with pytest.raises(ConfigError, match="unknown umap_gmm setting 'yes'; valid: True, False, if_uneven"):
+        resolved(folders["faces"], umap_gmm="yes")
     off = resolved(folders["faces"], method="cc", umap_gmm=False)  # a flag wins, and the k-means moves come back
     assert "umap_gmm" not in off.data_defaults and off.kmeans_restarts == KMEANS_RESTARTS and off.refit_head is True
     asked = resolved(folders["faces"], umap_gmm=True)  # UCCC can ask for it
@@ -397,6 +401,7 @@ def test_umap_gmm_rule_by_method_and_size(folders: dict[str, Path], tmp_path: Pa
     tiny = make_folder(tmp_path / "tiny", 2, 9, 16, colour=False)  # 18 images: too few for a neighbour graph
     small = resolved(tiny, method="cc")
     assert small.umap_gmm is False and "18 images for 2 clusters" in small.data_defaults["umap_gmm"]["reason"]
+    assert resolved(tiny).umap_gmm is False  # UCCC's if_uneven too
     assert small.kmeans_restarts == KMEANS_RESTARTS  # the k-means end of a run instead
     with pytest.raises(ConfigError, match="umap_gmm: 18 images for 2 clusters.*run without --umap-gmm"):
         resolved(tiny, method="cc", umap_gmm=True)

@@ -40,12 +40,12 @@ def pattern_images(classes: int = CLASSES, per_class: int = PER_CLASS, seed: int
 
 
 def short_run(tmp_path, refit_head: bool | None = None, split_merge: bool | None = None,  # noqa: ANN001
-              **params: object) -> dict:  # fmt: skip
+              umap_gmm: bool | None = None, **params: object) -> dict:  # fmt: skip
     # Two plain views (no augmentation, no strong view): the test is about the cluster head.
     # ``cc_weight`` is 0 by default: Eq. 6 with no balance term.
     config = TrainConfig(method="uccc", dataset="patterns", max_steps=STEPS, eval_every=1000, seed=0, threads=1,
                          augment="none", out=str(tmp_path), projections="none", refit_head=refit_head,
-                         split_merge=split_merge,
+                         split_merge=split_merge, umap_gmm=umap_gmm,
                          method_params={"strong_view": False, **params})  # fmt: skip
     return train(config, data=pattern_images(), progress=False).metrics
 
@@ -53,8 +53,9 @@ def short_run(tmp_path, refit_head: bool | None = None, split_merge: bool | None
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     out = tmp_path_factory.mktemp("many_clusters")
-    # The old default: no re-seeding, and the head as trained (no end-of-run refit or moves either).
-    return {"default": short_run(out), "old": short_run(out, refit_head=False, split_merge=False, reseed_empty=False)}
+    # The old default: no re-seeding, and the head as trained (no end-of-run refit, moves or UMAP + GMM).
+    return {"default": short_run(out), "old": short_run(out, refit_head=False, split_merge=False, umap_gmm=False,
+                                                        reseed_empty=False)}
 
 
 def test_default_uccc_keeps_every_cluster_at_40(runs: dict[str, dict]) -> None:

@@ -203,7 +203,8 @@ def test_a_finished_run_makes_the_moves_and_eval_of_a_run_without_them_gives_the
     def run(run_id: str, split_merge: bool) -> object:
         return train(TrainConfig(method="uccc", dataset="digits", image_size=12, batch_size=256, out=str(tmp_path),
                                  seed=3, threads=2, projections="none", max_steps=3, amp="off", refit_head=False,
-                                 split_merge=split_merge, run_id=run_id), progress=False, data=data)  # fmt: skip
+                                 split_merge=split_merge, umap_gmm=False, run_id=run_id),
+                     progress=False, data=data)  # fmt: skip
 
     kept, moved = run("kept", False), run("moved", True)
     kept_row, row = read_metrics(kept.run_dir)[-1], read_metrics(moved.run_dir)[-1]

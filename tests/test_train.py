@@ -22,10 +22,10 @@ DIGITS = load_dataset("digits", image_size=12)
 
 
 def small_config(tmp_path: Path, **kw) -> TrainConfig:  # noqa: ANN003
-    # split_merge off: the tests here check the head as the run (and the refit) leaves it; the moves
-    # have their own tests (test_split_merge.py).
+    # split_merge and umap_gmm off: the tests here check the head as the run (and the refit) leaves
+    # it; the moves and UMAP + GMM have their own tests (test_split_merge.py, test_umap_gmm.py).
     base = dict(method="uccc", dataset="digits", image_size=12, batch_size=256, out=str(tmp_path), seed=3, threads=2,
-                projections="none", split_merge=False)
+                projections="none", split_merge=False, umap_gmm=False)
     base.update(kw)
     return TrainConfig(**base)
 

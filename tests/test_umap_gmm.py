@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 
@@ -117,3 +118,59 @@ def test_a_cc_run_ends_with_umap_gmm_by_default_and_eval_applies_it_to_a_checkpo
     assert late["acc"] == again["acc"] and late["umap_gmm_kept"] == again["umap_gmm_kept"]
     assert late["as_trained"]["acc"] == pytest.approx(plain_row["acc"]) and late["n_nonempty"] == 10
     assert late["acc"] > plain_row["acc"]
+
+
+@pytest.mark.parametrize("uneven_head", [True, False])
+def test_if_uneven_replaces_only_an_uneven_heads_partition_at_the_end(tmp_path, uneven_head: bool) -> None:  # noqa: ANN001
+    """UCCC's default end (``umap_gmm="if_uneven"``): a head whose largest cluster holds more than
+    1.3 times the mean is replaced by UMAP + GMM, without the refit and moves; an even head gets its
+    own end (here the refit's Lloyd iterations). The trainer's head and features are set by hand:
+    the head's partition is the classes', 400 / 40 / 40 rows (2.5 times the mean) or 40 / 40 / 40."""
+    from clustering.config import TrainConfig
+    from clustering.data import load_dataset
+    from clustering.setup import prepare_data, resolve_config
+    from clustering.trainer import Trainer
+
+    h, truth = wide_and_two_tight()
+    if not uneven_head:  # the wide class cut to 40 rows
+        keep = torch.cat([torch.arange(40), torch.arange(400, 480)])
+        h, truth = h[keep], truth[keep]
+    digits = load_dataset("digits", image_size=12)  # images under the hand-set features, labelled as them
+    data = dataclasses.replace(digits, inputs=digits.inputs[: len(truth)], labels=truth.numpy(), num_classes=3,
+                               class_names=["wide", "tight", "tighter"])  # fmt: skip
+    cfg = resolve_config(TrainConfig(method="uccc", dataset="digits", image_size=12, out=str(tmp_path), seed=0,
+                                     threads=2, projections="none", max_steps=1, amp="off", refit_head=True),
+                         data, "cpu")  # fmt: skip
+    assert cfg.umap_gmm == "if_uneven" and cfg.data_defaults["umap_gmm"]["value"] == "if_uneven"
+    trainer = Trainer(cfg, prepare_data(cfg, data), torch.device("cpu"))
+    head = head_writing(truth, h, 3)
+    assert same_partition(head(h).argmax(dim=1), truth)
+    trainer.model.cluster_head = head
+    trainer.embed = lambda: {"h": h.numpy(), "probs": head(h).softmax(dim=1).detach().numpy()}  # type: ignore[method-assign]
+    notes = trainer.finish(epoch=1)
+    assert notes["largest_over_mean_at_end"] == pytest.approx(2.5 if uneven_head else 1.0)
+    if uneven_head:  # replaced: the mixture finds the same three classes
+        assert notes["umap_gmm_kept"] == 1.0 and notes["acc_as_trained"] == 1.0
+        assert "refit_iterations" not in notes and "split_merge_moves" not in notes
+    else:
+        assert "umap_gmm_kept" not in notes and "refit_iterations" in notes
+    assert same_partition(head(h).argmax(dim=1), truth)
+
+
+def test_uneven_is_the_largest_cluster_over_the_mean() -> None:
+    from clustering.methods.balance_switch import uneven
+
+    def probs(sizes: list[int]) -> torch.Tensor:
+        return torch.eye(len(sizes))[torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))]
+
+    assert uneven(probs([5, 3, 2]).numpy()) == (True, pytest.approx(1.5))  # 5 of 10 against 10 / 3
+    assert uneven(probs([4, 3, 3]).numpy()) == (False, pytest.approx(1.2))
+    assert uneven(probs([13, 10, 10, 7]).numpy()) == (False, pytest.approx(1.3))  # the bar itself is even
+
+
+def test_the_cli_flag_asks_for_if_uneven() -> None:
+    from clustering.cli import build_parser
+    from clustering.umap_gmm import IF_UNEVEN
+
+    assert build_parser().parse_args(["train", "--umap-gmm-if-uneven"]).umap_gmm == IF_UNEVEN
+    assert build_parser().parse_args(["train", "--umap-gmm"]).umap_gmm is True

@@ -111,11 +111,20 @@ def param_specs(method_cls: type) -> list[ParamSpec]:
 
 #: The values of an optional switch in the form: None (chosen from the data), on, off.
 OPTIONAL_BOOL_CHOICES: tuple[bool | None, ...] = (None, True, False)
+#: The end-of-run UMAP + GMM: auto, on, off, or only where the head comes out uneven (``--umap-gmm-if-uneven``).
+UMAP_GMM_CHOICES: tuple[bool | str | None, ...] = (None, True, False, "if_uneven")
 
 
 def optional_bool_label(value: bool | None) -> str:
     """How the form shows an optional switch's value."""
     return "auto (from the data)" if value is None else ("true" if value else "false")
+
+
+def umap_gmm_label(value: bool | str | None) -> str:
+    """How the form shows a ``umap_gmm`` choice."""
+    if isinstance(value, str):
+        return "if the head is uneven"
+    return optional_bool_label(value)
 
 
 def format_param(value: Any) -> str:
@@ -174,7 +183,7 @@ class LaunchRequest:
     refit_head: bool | None = None  # the end-of-run head refit; None = from the data
     split_merge: bool | None = None  # the end-of-run split-and-merge moves; None = from the data
     kmeans_restarts: int | None = None  # the end-of-run k-means restarts; None = from the method
-    umap_gmm: bool | None = None  # the end-of-run UMAP + GMM partition; None = from the method
+    umap_gmm: bool | str | None = None  # the end-of-run UMAP + GMM partition (UMAP_GMM_CHOICES); None = from the method
     params: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None
 
@@ -213,7 +222,8 @@ def train_command(
     if req.kmeans_restarts is not None:
         cmd += ["--kmeans-restarts", str(int(req.kmeans_restarts))]
     if req.umap_gmm is not None:
-        cmd += ["--umap-gmm" if req.umap_gmm else "--no-umap-gmm"]
+        flag = "--umap-gmm-if-uneven" if req.umap_gmm == "if_uneven" else "--umap-gmm" if req.umap_gmm else None
+        cmd += [flag or "--no-umap-gmm"]
     for name, value in req.params.items():
         cmd += ["--param", f"{name}={format_param(value)}"]
     # Absolute: the trainer runs with the repository as its working directory.

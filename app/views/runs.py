@@ -198,10 +198,11 @@ with st.form("launch_form"):
              "uniform prior on cluster sizes evens unequal classes), 0 for the others",
     )  # fmt: skip
     umap_gmm = c5.selectbox(
-        "UMAP + GMM at the end", launch.OPTIONAL_BOOL_CHOICES, format_func=launch.optional_bool_label,
+        "UMAP + GMM at the end", launch.UMAP_GMM_CHOICES, format_func=launch.umap_gmm_label,
         help="when the run finishes, a Gaussian mixture on a UMAP embedding of the backbone features replaces "
              "the head's partition (then no refit, restarts or moves unless asked); auto: on for CC, SACC and GCC, "
-             "whose uniform prior on cluster sizes evens unequal classes",
+             "whose uniform prior on cluster sizes evens unequal classes, and for UCCC if the head is uneven (its "
+             "largest cluster above 1.3 times the mean: the classes differ in size, or it cut or pooled classes)",
     )  # fmt: skip
     c1, c2, c3, c4, c5, c6, c7 = st.columns(7)
     batch = c1.number_input("Batch size (0 = from the method and data)", min_value=0, value=0, step=32)

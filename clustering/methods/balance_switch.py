@@ -37,6 +37,15 @@ def largest_over_mean(probs: np.ndarray) -> float:
     return float(sizes.max() * c / max(n, 1))
 
 
+def uneven(probs: np.ndarray) -> tuple[bool, float]:
+    """Whether the argmax partition of ``probs`` (N, C) is uneven, its largest cluster above
+    :data:`BALANCED_LARGEST_OVER_MEAN` times the mean, and that ratio. At the end of a UCCC run this
+    says the classes differ in size (Eq. 6 keeps their differences) or the head cut or pooled classes:
+    there ``umap_gmm="if_uneven"`` replaces the head's partition (:mod:`clustering.umap_gmm`)."""
+    ratio = largest_over_mean(probs)
+    return ratio > BALANCED_LARGEST_OVER_MEAN, ratio
+
+
 class BalanceSwitch(nn.Module):
     """Turns on, at an epoch start between ``start`` and ``until`` of the run's progress, once the
     head's clusters over the whole data set have been balanced (largest at most ``limit`` times the
