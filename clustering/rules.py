@@ -16,6 +16,7 @@ from typing import Any
 
 from clustering.errors import ConfigError
 from clustering.schedules import SCHEDULES
+from clustering.umap_gmm import IF_UNEVEN
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ FIELD_RULES: dict[str, Choices | Range] = {
     "self_label_threshold": Range(0, 1, high_open=True),
     "self_label_weight": POSITIVE,
     "kmeans_restarts": Range(0, integer=True, why="0 switches the end-of-run k-means restarts off"),
-    "umap_gmm": Choices((True, False, "if_uneven"), "umap_gmm setting"),
+    "umap_gmm": Choices((True, False, IF_UNEVEN), "umap_gmm setting"),
     "world_size": POSITIVE_INT,
 }
 

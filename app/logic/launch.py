@@ -33,6 +33,7 @@ from clustering.errors import UserError as UserError
 from clustering.methods import backbone_overrides as backbone_overrides
 from clustering.methods import get_method, method_names
 from clustering.runs import new_run_id, request_stop
+from clustering.umap_gmm import IF_UNEVEN
 
 AUGMENT_PRESETS = tuple(sorted(PRESETS))
 
@@ -112,7 +113,7 @@ def param_specs(method_cls: type) -> list[ParamSpec]:
 #: The values of an optional switch in the form: None (chosen from the data), on, off.
 OPTIONAL_BOOL_CHOICES: tuple[bool | None, ...] = (None, True, False)
 #: The end-of-run UMAP + GMM: auto, on, off, or only where the head comes out uneven (``--umap-gmm-if-uneven``).
-UMAP_GMM_CHOICES: tuple[bool | str | None, ...] = (None, True, False, "if_uneven")
+UMAP_GMM_CHOICES: tuple[bool | str | None, ...] = (None, True, False, IF_UNEVEN)
 
 
 def optional_bool_label(value: bool | None) -> str:
@@ -122,7 +123,7 @@ def optional_bool_label(value: bool | None) -> str:
 
 def umap_gmm_label(value: bool | str | None) -> str:
     """How the form shows a ``umap_gmm`` choice."""
-    if isinstance(value, str):
+    if value == IF_UNEVEN:
         return "if the head is uneven"
     return optional_bool_label(value)
 
@@ -222,7 +223,7 @@ def train_command(
     if req.kmeans_restarts is not None:
         cmd += ["--kmeans-restarts", str(int(req.kmeans_restarts))]
     if req.umap_gmm is not None:
-        flag = "--umap-gmm-if-uneven" if req.umap_gmm == "if_uneven" else "--umap-gmm" if req.umap_gmm else None
+        flag = "--umap-gmm-if-uneven" if req.umap_gmm == IF_UNEVEN else "--umap-gmm" if req.umap_gmm else None
         cmd += [flag or "--no-umap-gmm"]
     for name, value in req.params.items():
         cmd += ["--param", f"{name}={format_param(value)}"]
