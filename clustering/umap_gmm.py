@@ -50,8 +50,6 @@ GMM_STARTS = 3
 GMM_REG_COVAR = 1e-4
 #: Fewer images than this make no neighbour graph worth the name (UMAP wants more rows than neighbours).
 MIN_IMAGES = 20
-
-
 #: The ``umap_gmm`` setting that applies the partition only where the head's clusters come out
 #: uneven at the end of the run (:func:`clustering.methods.balance_switch.uneven`): UCCC's default.
 IF_UNEVEN = "if_uneven"
