@@ -182,6 +182,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         value = metrics.get(key)
         print(f"  {key:<11}{'n/a (no labels)' if value is None else f'{value:.4f}'}")
     print(f"  non-empty  {metrics['n_nonempty']} / {len(metrics['cluster_sizes'])} clusters")
+    if "largest_over_mean_at_end" in metrics:
+        applied = "umap_gmm_kept" in metrics
+        print(f"  the head's largest cluster held {metrics['largest_over_mean_at_end']:.2f} times the mean: "
+              f"{'uneven, UMAP + GMM applied' if applied else 'even, no UMAP + GMM'}")  # fmt: skip
     if "as_trained" in metrics:
         before = metrics["as_trained"]
         shown = " ".join(f"{k} {v:.4f}" for k, v in before.items() if k != "n_nonempty" and v is not None)
@@ -248,9 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kmeans-restarts", type=int, default=0, metavar="N",
                    help="k-means in the backbone features from N k-means++ starts, kept where its objective "
                         "beats the head's partition (after the refit, before the moves; the file is not changed)")
-    p.add_argument("--umap-gmm", action="store_true",
-                   help="a Gaussian mixture on a UMAP embedding of the backbone features replaces the head's "
-                        "partition first (in place of --refit-head; the file is not changed)")
+    ends = p.add_mutually_exclusive_group()
+    ends.add_argument("--umap-gmm", action="store_const", const=True, default=False,
+                      help="a Gaussian mixture on a UMAP embedding of the backbone features replaces the head's "
+                           "partition first (in place of --refit-head; the file is not changed)")
+    ends.add_argument("--umap-gmm-if-uneven", dest="umap_gmm", action="store_const", const="if_uneven",  # IF_UNEVEN
+                      help="--umap-gmm only where the head's largest cluster holds more than 1.3 times the mean "
+                           "(UCCC's end of a run), else the other steps given")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 

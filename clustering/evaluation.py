@@ -74,7 +74,7 @@ def evaluation_row(data: DataSet, emb: dict[str, np.ndarray]) -> tuple[dict[str,
 
 def evaluate_run(run_dir: Path, split: str | None = None, which: str = "best", root: str | None = None,
                  device: str = "auto", refit_head: bool = False, split_merge: bool = False,
-                 kmeans_restarts: int = 0, umap_gmm: bool = False) -> dict[str, Any]:  # fmt: skip
+                 kmeans_restarts: int = 0, umap_gmm: bool | str = False) -> dict[str, Any]:  # fmt: skip
     """Re-evaluate a run's checkpoint, optionally on another split (inductive evaluation).
 
     ``refit_head``: first refit the checkpoint's head on the evaluated data's own features
@@ -86,7 +86,9 @@ def evaluate_run(run_dir: Path, split: str | None = None, which: str = "best", r
     ``kmeans_restarts``: that many k-means++ restarts against the head's partition, between the two
     (:mod:`clustering.kmeans_restarts`, starts drawn from the run's seed), with ``restarts_won``.
     ``umap_gmm``: the partition of UMAP + GMM on the features replaces the head's first, in place of
-    the refit (:mod:`clustering.umap_gmm`, from the run's seed), with ``umap_gmm_kept``."""
+    the refit (:mod:`clustering.umap_gmm`, from the run's seed), with ``umap_gmm_kept``; "if_uneven"
+    (UCCC's default in training): only where the head's largest cluster holds more than 1.3 times the
+    mean, else the other steps asked for (``head_refit.end_steps``), with ``largest_over_mean_at_end``."""
     from clustering.runs import checkpoint_path
     from clustering.setup import build_method, load_run_config, pick_device
 
@@ -114,10 +116,11 @@ def evaluate_run(run_dir: Path, split: str | None = None, which: str = "best", r
         why_not = head_refit.refittable(method.model.cluster_head)
         if why_not is not None:
             raise ConfigError(f"cannot refit the head of {str(run_dir)!r}: {why_not}")
-        notes = head_refit.refit_head(method.model.cluster_head, torch.from_numpy(emb["h"]), lloyd=refit_head,
-                                      split_merge=split_merge, restarts=kmeans_restarts, umap_gmm=umap_gmm,
+        steps, decided = head_refit.end_steps(emb["probs"], lloyd=refit_head, split_merge=split_merge,
+                                              restarts=kmeans_restarts, umap_gmm=umap_gmm)  # fmt: skip
+        notes = head_refit.refit_head(method.model.cluster_head, torch.from_numpy(emb["h"]), **steps,
                                       generator=torch.Generator().manual_seed(config.seed),
-                                      seed=config.seed)  # fmt: skip
+                                      seed=config.seed) | decided  # fmt: skip
         if "refit_moved" in notes:  # the head was rewritten
             as_trained = {k: metrics[k] for k in ("acc", "nmi", "ari", "jsd", "confidence", "n_nonempty")}
             metrics, _ = evaluation_row(data, embed(method.model, data.inputs, dev, config.eval_batch_size))

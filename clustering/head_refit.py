@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from clustering.kmeans import MAX_ITERATIONS, centroids_of, spherical_kmeans
 from clustering.kmeans_restarts import best_of_restarts, match_ids
 from clustering.split_merge import split_merge as split_merge_moves
-from clustering.umap_gmm import umap_gmm_partition
+from clustering.umap_gmm import IF_UNEVEN, umap_gmm_partition
 
 
 def refittable(head: nn.Module) -> str | None:
@@ -131,6 +131,25 @@ def _scale_for_confidence(logits: Tensor, confidence: float, steps: int = 40) ->
         top = (logits * 10**mid).softmax(dim=1).amax(dim=1).mean()
         lo, hi = (mid, hi) if float(top) < target else (lo, mid)
     return float(10 ** ((lo + hi) / 2))
+
+
+def end_steps(probs: np.ndarray, *, lloyd: bool, split_merge: bool, restarts: int,
+              umap_gmm: bool | str | None) -> tuple[dict[str, Any], dict[str, float]]:
+    """The steps of the end of a run for :func:`refit_head`, and the scalars that explain them, from
+    the head's ``probs`` (N, C) over the whole data set. ``umap_gmm`` :data:`IF_UNEVEN` decides on
+    the head's partition (:func:`clustering.methods.balance_switch.uneven`): uneven, UMAP + GMM alone
+    replaces it (no refit, restarts or moves; the head's own end suits it only where it is even);
+    even, the other steps as asked. The notes then hold ``largest_over_mean_at_end``."""
+    # imported here: clustering.methods imports the evaluation, which imports this module
+    from clustering.methods.balance_switch import uneven
+
+    steps = {"lloyd": lloyd, "split_merge": split_merge, "restarts": restarts, "umap_gmm": umap_gmm is True}
+    notes: dict[str, float] = {}
+    if umap_gmm == IF_UNEVEN:
+        is_uneven, notes["largest_over_mean_at_end"] = uneven(probs)
+        if is_uneven:
+            steps = {"lloyd": False, "split_merge": False, "restarts": 0, "umap_gmm": True}
+    return steps, notes
 
 
 def refit_at_end(head: nn.Module, embed: Callable[[], dict[str, Any]], *, lloyd: bool = True,

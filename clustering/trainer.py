@@ -23,13 +23,11 @@ from clustering.data import DataSet
 from clustering.errors import ConfigError
 from clustering.evaluation import embed_all
 from clustering.faults import fault_point
-from clustering.head_refit import refit_at_end, refittable
+from clustering.head_refit import end_steps, refit_at_end, refittable
 from clustering.methods import Batch, EpochContext
-from clustering.methods.balance_switch import uneven
 from clustering.metrics import accuracy
 from clustering.self_label import SelfLabelSettings, SelfLabelStep
 from clustering.setup import build_method, build_optimizer, build_scheduler, seed_everything
-from clustering.umap_gmm import IF_UNEVEN
 from clustering.views import ViewMaker
 
 #: CPU flags of native bfloat16 arithmetic (Linux /proc/cpuinfo names); without them bf16 autocast
@@ -174,12 +172,9 @@ class Trainer:
         if self.refit_head or self.split_merge or self.kmeans_restarts or self.umap_gmm:
             probs = self.embed()["probs"]
             trained = probs.argmax(axis=1)
-            ends = {"lloyd": self.refit_head, "split_merge": self.split_merge, "restarts": self.kmeans_restarts,
-                    "umap_gmm": self.umap_gmm is True}  # fmt: skip
-            if self.umap_gmm == IF_UNEVEN:
-                is_uneven, notes["largest_over_mean_at_end"] = uneven(probs)
-                if is_uneven:  # the partition replaces the head's, in place of the refit, restarts and moves
-                    ends = {"lloyd": False, "split_merge": False, "restarts": 0, "umap_gmm": True}
+            ends, decided = end_steps(probs, lloyd=self.refit_head, split_merge=self.split_merge,
+                                      restarts=self.kmeans_restarts, umap_gmm=self.umap_gmm)  # fmt: skip
+            notes |= decided
             refit = refit_at_end(self.model.cluster_head, self.embed, seed=self.config.seed, **ends)
             notes |= refit
             self._embedding = None

@@ -118,6 +118,14 @@ def test_a_cc_run_ends_with_umap_gmm_by_default_and_eval_applies_it_to_a_checkpo
     assert late["acc"] == again["acc"] and late["umap_gmm_kept"] == again["umap_gmm_kept"]
     assert late["as_trained"]["acc"] == pytest.approx(plain_row["acc"]) and late["n_nonempty"] == 10
     assert late["acc"] > plain_row["acc"]
+    # eval --umap-gmm-if-uneven --refit-head: the decision on the checkpoint's own head
+    sizes = evaluate_run(plain.run_dir, which="last")["cluster_sizes"]
+    decided = evaluate_run(plain.run_dir, which="last", umap_gmm="if_uneven", refit_head=True)
+    assert decided["largest_over_mean_at_end"] == pytest.approx(max(sizes) * len(sizes) / sum(sizes))
+    if decided["largest_over_mean_at_end"] > 1.3:
+        assert decided["acc"] == late["acc"] and "refit_iterations" not in decided
+    else:
+        assert "umap_gmm_kept" not in decided and "refit_iterations" in decided
 
 
 @pytest.mark.parametrize("uneven_head", [True, False])
@@ -174,3 +182,29 @@ def test_the_cli_flag_asks_for_if_uneven() -> None:
 
     assert build_parser().parse_args(["train", "--umap-gmm-if-uneven"]).umap_gmm == IF_UNEVEN
     assert build_parser().parse_args(["train", "--umap-gmm"]).umap_gmm is True
+
+
+def test_end_steps_replace_every_step_by_umap_gmm_only_where_the_head_is_uneven() -> None:
+    from clustering.head_refit import end_steps
+
+    uneven_probs = torch.eye(3)[torch.tensor([0] * 8 + [1, 2])].numpy()  # 8 of 10: 2.4 times the mean
+    even_probs = torch.eye(3)[torch.tensor([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])].numpy()  # 1.2
+    asked = {"lloyd": True, "split_merge": True, "restarts": 4}
+    steps, notes = end_steps(uneven_probs, **asked, umap_gmm="if_uneven")
+    assert steps == {"lloyd": False, "split_merge": False, "restarts": 0, "umap_gmm": True}
+    assert notes == {"largest_over_mean_at_end": pytest.approx(2.4)}
+    steps, notes = end_steps(even_probs, **asked, umap_gmm="if_uneven")
+    assert steps == asked | {"umap_gmm": False} and notes == {"largest_over_mean_at_end": pytest.approx(1.2)}
+    for setting in (True, False):  # no decision, no note
+        assert end_steps(uneven_probs, **asked, umap_gmm=setting) == (asked | {"umap_gmm": setting}, {})
+
+
+def test_eval_takes_if_uneven_as_train_does_and_not_beside_umap_gmm(capsys) -> None:  # noqa: ANN001
+    from clustering.cli import build_parser, main
+    from clustering.umap_gmm import IF_UNEVEN
+
+    assert build_parser().parse_args(["eval", "run", "--umap-gmm-if-uneven"]).umap_gmm == IF_UNEVEN
+    assert build_parser().parse_args(["eval", "run", "--umap-gmm"]).umap_gmm is True
+    assert build_parser().parse_args(["eval", "run"]).umap_gmm is False
+    assert main(["eval", "run", "--umap-gmm", "--umap-gmm-if-uneven"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
