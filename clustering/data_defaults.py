@@ -103,10 +103,10 @@ CLUSTER_TEMPERATURE_REFERENCE_CLUSTERS = 10
 #: up too (GCC on digits 0.903 -> 0.970, CC 0.896 -> 0.921, GCC on MNIST at USPS's class sizes 0.713
 #: -> 0.805; README, "k-means restarts for the methods with a uniform prior").
 HEAD_REFIT_BELOW_IMAGES_PER_CLUSTER = 100
-#: UCCC's cluster head reads the features without gradient below this many images per cluster:
-#: there Eq. 6's gradient shaped the backbone after the head's evened partition (a large class
-#: apart in h, so the end-of-run moves could not rejoin it); from 100 up the two were level (README,
-#: "Eq. 6 out of the backbone").
+#: UCCC's, CC's and SACC's cluster head reads the features without gradient below this many images
+#: per cluster, where the cluster loss's gradient shaped h after the head's evened partition; from
+#: 100 up the two were level (README, "Eq. 6 out of the backbone", and for CC and SACC, whose end of
+#: a run reads h, "CC and SACC: the cluster loss out of the backbone": 200 classes SACC 0.43 -> 0.62).
 DETACH_HEAD_INPUT_BELOW_IMAGES_PER_CLUSTER = 100
 #: UCCC adds CC's cluster loss during a run where the head's clusters look balanced
 #: (``cc_if_balanced``) from this many images per cluster: above it CC's loss freed the minority
@@ -316,18 +316,18 @@ def uccc_strong_view(num_clusters: int) -> bool:
     return num_clusters <= STRONG_VIEW_UP_TO
 
 
-def uccc_detach_head_input(images_per_cluster: float) -> bool:
-    """UCCC's cluster head without gradient into the backbone below the bar of images per cluster."""
+def detach_head_input_for(images_per_cluster: float) -> bool:
+    """The cluster head without gradient into the backbone below the bar of images per cluster."""
     return images_per_cluster < DETACH_HEAD_INPUT_BELOW_IMAGES_PER_CLUSTER
 
 
 def choose_detach_head_input(profile: DataProfile, default: Any = None) -> Choice:
-    """UCCC's ``detach_head_input`` from the images per cluster (``uccc_detach_head_input``)."""
+    """``detach_head_input`` (UCCC, CC, SACC) from the images per cluster (``detach_head_input_for``)."""
     return by_images_per_cluster(
         profile, DETACH_HEAD_INPUT_BELOW_IMAGES_PER_CLUSTER, on_below=True,
-        on="Eq. 6 trains the cluster head only, the backbone learns from the instance loss (the cluster "
-           "loss's gradient evened the classes in the features there)",
-        off="Eq. 6's gradient reaches the backbone, as in the paper")  # fmt: skip
+        on="the cluster loss trains the cluster head only, the backbone learns from the instance loss (the "
+           "cluster loss's gradient evened the classes in the features there)",
+        off="the cluster loss's gradient reaches the backbone, as in the papers")  # fmt: skip
 
 
 def uccc_cc_if_balanced(images_per_cluster: float) -> bool:

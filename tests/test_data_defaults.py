@@ -150,6 +150,27 @@ def test_uccc_keeps_eq6_out_of_the_backbone_below_100_images_a_cluster(folders: 
     assert get_method("uccc").Params.VALUE_BEFORE_ADDED["detach_head_input"] is False
 
 
+@pytest.mark.parametrize("method", ["cc", "sacc"])
+def test_cc_and_sacc_keep_their_cluster_loss_out_of_the_backbone_below_100_images_a_cluster(
+        folders: dict[str, Path], method: str) -> None:  # fmt: skip
+    from clustering.methods import get_method
+    from clustering.setup import build_method
+
+    faces, many = resolved(folders["faces"], method=method), resolved(folders["many"], method=method)
+    assert faces.method_params["detach_head_input"] is True and "10 images per cluster" in \
+        faces.data_defaults["detach_head_input"]["reason"]  # fmt: skip
+    assert many.method_params["detach_head_input"] is False and "papers" in \
+        many.data_defaults["detach_head_input"]["reason"]  # fmt: skip
+    data = load_dataset("imagefolder", str(folders["faces"]), image_size=faces.image_size)
+    assert build_method(faces, data, torch.device("cpu")).model.detach_cluster_input is True
+    forced = resolved(folders["faces"], method=method, method_params={"detach_head_input": False})
+    assert forced.method_params["detach_head_input"] is False and "detach_head_input" not in forced.data_defaults
+    assert build_method(forced, data, torch.device("cpu")).model.detach_cluster_input is False
+    assert get_method(method).Params.VALUE_BEFORE_ADDED["detach_head_input"] is False  # older runs: the paper's
+    gcc = resolved(folders["faces"], method="gcc")  # its graph's cluster loss keeps reaching the backbone
+    assert "detach_head_input" not in gcc.method_params and "detach_head_input" not in gcc.data_defaults
+
+
 def test_uccc_checks_for_balanced_clusters_from_100_images_a_cluster(folders: dict[str, Path]) -> None:
     from clustering.data_defaults import choose_cc_if_balanced
     from clustering.methods import get_method

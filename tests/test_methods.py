@@ -780,11 +780,14 @@ def test_reseed_final_fills_every_empty_cluster_at_the_end_of_a_run(name: str, f
         assert notes == {} and torch.equal(layer.weight.detach(), before) and set(clusters.tolist()) == {3}
 
 
+@pytest.mark.parametrize("name", ["uccc", "cc", "sacc"])
 @pytest.mark.parametrize("detach", [False, True])
-def test_uccc_detach_head_input_keeps_eq6_out_of_the_backbone(digits: DataSet, detach: bool) -> None:
-    """``detach_head_input``: Eq. 6 trains the cluster head and no backbone weight; the instance
-    loss still trains the backbone, and the outputs are the same numbers either way."""
-    method, config, views = setup("uccc", digits, detach_head_input=detach)
+def test_detach_head_input_keeps_the_cluster_loss_out_of_the_backbone(digits: DataSet, name: str,
+                                                                      detach: bool) -> None:  # fmt: skip
+    """``detach_head_input``: the cluster loss (UCCC's Eq. 6, CC's and SACC's column contrast) trains
+    the cluster head and no backbone weight; the instance loss still trains the backbone, and the
+    outputs are the same numbers either way."""
+    method, config, views = setup(name, digits, detach_head_input=detach)
     torch.manual_seed(1)
     out = one_step(method, config, views, digits)
     out.parts["loss_clu"].backward(retain_graph=True)
@@ -797,7 +800,7 @@ def test_uccc_detach_head_input_keeps_eq6_out_of_the_backbone(digits: DataSet, d
     out.parts["loss_ins"].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.model.backbone.parameters())
     torch.manual_seed(1)
-    other, _, other_views = setup("uccc", digits, detach_head_input=not detach)
+    other, _, other_views = setup(name, digits, detach_head_input=not detach)
     torch.manual_seed(1)
     again = one_step(other, config, other_views, digits)
     assert torch.allclose(again.loss, out.loss)

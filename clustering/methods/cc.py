@@ -7,9 +7,13 @@ from typing import Any, ClassVar
 
 import torch
 
-from clustering.data_defaults import choose_instance_temperature, instance_contrast_temperature
+from clustering.data_defaults import (
+    choose_detach_head_input,
+    choose_instance_temperature,
+    instance_contrast_temperature,
+)
 from clustering.losses import balance_loss, cc_cluster_loss, nt_xent
-from clustering.methods.common import paper_adam_defaults, require_images, set_or_rule
+from clustering.methods.common import paper_adam_defaults, require_images, set_detach_head_input, set_or_rule
 from clustering.methods.registry import Batch, ClusterMethod, EpochContext, StepOutput, register_method
 from clustering.models import ClusterModel
 from clustering.reseed import maybe_reseeder, reseed_at_end
@@ -28,6 +32,12 @@ class CCParams:
     reseed_empty: re-seed clusters that stay empty (:mod:`clustering.reseed`); not in the paper.
     reseed_final: with ``reseed_empty``, re-seed the clusters still empty on the whole data set when
         the run finishes (as UCCC's ``reseed_final``).
+    detach_head_input: the cluster head reads the backbone features h without gradient, so the
+        cluster loss trains the head only and the backbone learns from the instance loss; not in the
+        paper. None (the default): from the data, as UCCC's
+        (``clustering.data_defaults.choose_detach_head_input``): on below 100 images per cluster,
+        where the cluster loss's uniform prior shaped h after its evened, few-image clusters
+        (README, "CC and SACC: the cluster loss out of the backbone"); off from 100 up.
     """
 
     instance_temperature: float | None = None
@@ -35,8 +45,9 @@ class CCParams:
     entropy: bool = True
     reseed_empty: bool = False
     reseed_final: bool = True
+    detach_head_input: bool | None = None
     #: What runs saved before a parameter existed were trained with (``load_run_config``).
-    VALUE_BEFORE_ADDED: ClassVar[dict[str, Any]] = {"reseed_final": False}
+    VALUE_BEFORE_ADDED: ClassVar[dict[str, Any]] = {"detach_head_input": False, "reseed_final": False}
 
     def validate(self) -> None:
         if (self.instance_temperature is not None and self.instance_temperature <= 0) or self.cluster_temperature <= 0:
@@ -57,7 +68,8 @@ class CC(ClusterMethod):
     train_defaults = paper_adam_defaults(batch_size=256)
     column_contrast = True  # its cluster-level NT-Xent over the batch's columns
     uniform_prior = True  # log C - H(p) in its cluster loss
-    param_rules = {"instance_temperature": choose_instance_temperature}
+    param_rules = {"instance_temperature": choose_instance_temperature,
+                   "detach_head_input": choose_detach_head_input}  # fmt: skip
 
     def __init__(self, model: ClusterModel, params: CCParams, num_samples: int) -> None:
         super().__init__()
@@ -67,6 +79,7 @@ class CC(ClusterMethod):
         c = model.num_clusters
         self.instance_temperature = set_or_rule(params.instance_temperature, instance_contrast_temperature, c)
         self.reseeder = maybe_reseeder(params.reseed_empty, model.cluster_head, num_samples)
+        set_detach_head_input(model, params.detach_head_input, num_samples)
 
     def on_train_end(self, context: EpochContext) -> dict[str, float]:
         return reseed_at_end(self.reseeder, self.params.reseed_final, self.model.cluster_head, context.embed)

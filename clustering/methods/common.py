@@ -7,6 +7,7 @@ from typing import TypeVar
 
 from torch import Tensor, nn
 
+from clustering.data_defaults import detach_head_input_for
 from clustering.errors import ConfigError
 from clustering.methods.defaults import TrainDefaults
 from clustering.models import ClusterModel
@@ -18,6 +19,14 @@ def set_or_rule(value: T | None, rule: Callable[[int], T], num_clusters: int) ->
     """A parameter as set, or, unset (a method built without ``resolve_config``, which applies the
     method's ``param_rules``), the same rule's value for ``num_clusters``."""
     return value if value is not None else rule(num_clusters)
+
+
+def set_detach_head_input(model: ClusterModel, value: bool | None, num_samples: int) -> None:
+    """The cluster head reads the backbone features without gradient (the cluster loss trains the head
+    only) as ``value`` says, or, unset (a method built without ``resolve_config``), by the rule of
+    ``clustering.data_defaults.choose_detach_head_input`` for the images per cluster."""
+    per_cluster = num_samples / model.num_clusters
+    model.detach_cluster_input = value if value is not None else detach_head_input_for(per_cluster)
 
 
 def is_vector_model(model: ClusterModel) -> bool:

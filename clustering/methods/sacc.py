@@ -18,12 +18,13 @@ import torch
 from clustering.augment.strong import MAX_LEVEL
 from clustering.data_defaults import (
     choose_cluster_temperature,
+    choose_detach_head_input,
     choose_instance_temperature,
     cluster_contrast_temperature,
     instance_contrast_temperature,
 )
 from clustering.losses import cc_cluster_loss, nt_xent
-from clustering.methods.common import paper_adam_defaults, require_images, set_or_rule
+from clustering.methods.common import paper_adam_defaults, require_images, set_detach_head_input, set_or_rule
 from clustering.methods.registry import Batch, ClusterMethod, EpochContext, StepOutput, register_method
 from clustering.models import ClusterModel
 from clustering.reseed import maybe_reseeder, reseed_at_end
@@ -46,6 +47,12 @@ class SACCParams:
         lifted it above k-means on 40 classes of 10 images (README); ``false`` is the paper.
     reseed_final: with ``reseed_empty``, re-seed the clusters still empty on the whole data set when
         the run finishes (as UCCC's ``reseed_final``).
+    detach_head_input: the cluster head reads the backbone features h without gradient, so the
+        cluster loss trains the head only and the backbone learns from the instance loss; not in the
+        paper. None (the default): from the data, as UCCC's
+        (``clustering.data_defaults.choose_detach_head_input``): on below 100 images per cluster,
+        where the cluster loss's uniform prior shaped h after its evened, few-image clusters
+        (README, "CC and SACC: the cluster loss out of the backbone"); off from 100 up.
     """
 
     instance_temperature: float | None = None
@@ -56,8 +63,10 @@ class SACCParams:
     ra_m: int = 10
     reseed_empty: bool = True
     reseed_final: bool = True
+    detach_head_input: bool | None = None
     #: What runs saved before a parameter existed were trained with (``load_run_config``).
-    VALUE_BEFORE_ADDED: ClassVar[dict[str, Any]] = {"reseed_empty": False, "reseed_final": False}
+    VALUE_BEFORE_ADDED: ClassVar[dict[str, Any]] = {"detach_head_input": False, "reseed_empty": False,
+                                                    "reseed_final": False}  # fmt: skip
 
     def validate(self) -> None:
         if any(t is not None and t <= 0 for t in (self.instance_temperature, self.cluster_temperature)):
@@ -83,7 +92,8 @@ class SACC(ClusterMethod):
     column_contrast = True  # CC's cluster-level NT-Xent over the batch's columns
     uniform_prior = True  # CC's log C - H(p) in each of its cluster losses
     param_rules = {"instance_temperature": choose_instance_temperature,
-                   "cluster_temperature": choose_cluster_temperature}  # fmt: skip
+                   "cluster_temperature": choose_cluster_temperature,
+                   "detach_head_input": choose_detach_head_input}  # fmt: skip
 
     def __init__(self, model: ClusterModel, params: SACCParams, num_samples: int) -> None:
         super().__init__()
@@ -94,6 +104,7 @@ class SACC(ClusterMethod):
         self.instance_temperature = set_or_rule(params.instance_temperature, instance_contrast_temperature, c)
         self.cluster_temperature = set_or_rule(params.cluster_temperature, cluster_contrast_temperature, c)
         self.reseeder = maybe_reseeder(params.reseed_empty, model.cluster_head, num_samples)
+        set_detach_head_input(model, params.detach_head_input, num_samples)
 
     def on_train_end(self, context: EpochContext) -> dict[str, float]:
         return reseed_at_end(self.reseeder, self.params.reseed_final, self.model.cluster_head, context.embed)

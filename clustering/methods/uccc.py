@@ -17,7 +17,6 @@ from clustering.data_defaults import (
     choose_strong_view,
     instance_contrast_temperature,
     uccc_cc_if_balanced,
-    uccc_detach_head_input,
     uccc_strong_view,
 )
 from clustering.errors import ConfigError
@@ -25,7 +24,7 @@ from clustering.evaluation import embed_all
 from clustering.graph import community_assignments, positive_threshold, rank_graphs
 from clustering.losses import cc_cluster_loss, multi_positive_nt_xent, neighbor_positives, nt_xent, uccc_cluster_loss
 from clustering.methods.balance_switch import BalanceSwitch
-from clustering.methods.common import fetch, paper_adam_defaults, require_images, set_or_rule
+from clustering.methods.common import fetch, paper_adam_defaults, require_images, set_detach_head_input, set_or_rule
 from clustering.methods.registry import Batch, ClusterMethod, EpochContext, StepOutput, register_method
 from clustering.models import ClusterModel
 from clustering.neighbors import draw_neighbors, knn_indices
@@ -279,9 +278,8 @@ class UCCC(ClusterMethod):
             # exactly zero gradient: drop it rather than carry a dead parameter.
             model.cluster_head[-1].register_parameter("bias", None)
             model.cluster_head.append(nn.BatchNorm1d(model.num_clusters, affine=params.logit_norm_affine))
+        set_detach_head_input(model, params.detach_head_input, num_samples)
         per_cluster = num_samples / c
-        model.detach_cluster_input = (params.detach_head_input if params.detach_head_input is not None
-                                      else uccc_detach_head_input(per_cluster))  # fmt: skip
         self.reseeder = maybe_reseeder(params.reseed_empty, model.cluster_head, num_samples)
         cc_check = (params.cc_if_balanced if params.cc_if_balanced is not None
                     else uccc_cc_if_balanced(per_cluster)) and not params.cc_weight  # fmt: skip
