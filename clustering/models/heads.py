@@ -42,7 +42,7 @@ class ClusterModel(nn.Module):
         self.cluster_head = mlp_head(feature_dim, num_clusters)
         self.num_clusters = num_clusters
         # The cluster head reads the features without gradient: the cluster loss trains the head
-        # only and the backbone learns from the instance loss (UCCC's ``detach_head_input``).
+        # only and the backbone learns from the instance loss (``detach_head_input`` of UCCC, CC, SACC).
         self.detach_cluster_input = False
         self.register_buffer("input_mean", torch.zeros(1) if input_mean is None else input_mean.float())
         self.register_buffer("input_std", torch.ones(1) if input_std is None else input_std.float())
