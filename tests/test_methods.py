@@ -153,6 +153,12 @@ def test_backbone_defaults_the_paper_on_resnets_and_the_measured_ones_on_the_sma
     for name in ("uccc", "cc", "sacc"):  # the Adam methods: 1e-3 on the small CNN, the papers' 3e-4 on ResNets
         assert _resolved(name, digits).lr == 1e-3
         assert _resolved(name, digits, backbone="resnet18").lr == 3e-4
+    # UCCC's rate settles over the run's last 20% on the CNN; the papers' constant rate on ResNets,
+    # for CC and SACC, and wherever the user names a schedule.
+    assert _resolved("uccc", digits).scheduler == "cosine-tail"
+    assert _resolved("uccc", digits, backbone="resnet18").scheduler == "none"
+    assert _resolved("uccc", digits, scheduler="none").scheduler == "none"
+    assert _resolved("cc", digits).scheduler == _resolved("sacc", digits).scheduler == "none"
 
 
 # ----------------------------------------------------------------------------- CC
