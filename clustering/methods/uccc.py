@@ -256,7 +256,7 @@ class UCCC(ClusterMethod):
     description = "instance NT-Xent + community-consensus cluster loss over k-hop positive/negative graphs"
     Params = UCCCParams
     # on the CNN the rate settles over the last 20% of the run: MNIST-test in 20 minutes ended at
-    # 0.983 / 0.983, where a constant rate leaves the last epochs between 0.975 and 0.986 (README)
+    # 0.983 / 0.983 / 0.985, where a constant rate leaves the last epochs between 0.975 and 0.986 (README)
     train_defaults = paper_adam_defaults(cnn_scheduler="cosine-tail", batch_size_per_10_clusters=256)
     sample_buffers = ("neighbor_table",)  # with ``neighbor_view`` only
     # instance_temperature and strong_view from the number of clusters, detach_head_input and
