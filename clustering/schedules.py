@@ -40,8 +40,7 @@ def lr_factor(schedule: str, progress: float) -> float:
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * p))
     if schedule == "cosine-tail":
-        into_tail = max(0.0, p - (1.0 - TAIL_SHARE)) / TAIL_SHARE
-        return 0.5 * (1.0 + math.cos(math.pi * into_tail))
+        return lr_factor("cosine", max(0.0, p - (1.0 - TAIL_SHARE)) / TAIL_SHARE)
     raise ValueError(f"unknown learning-rate schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
 
 

@@ -59,12 +59,12 @@ def fetch(dataset_inputs: Tensor | None, indices: Tensor, like: Tensor, method: 
     return dataset_inputs[indices.to(dataset_inputs.device)].to(like.device, non_blocking=True)
 
 
-def paper_adam_defaults(cnn_scheduler: str = "none", **batch: int) -> TrainDefaults:
+def paper_adam_defaults(cnn_scheduler: str | None = None, **batch: int) -> TrainDefaults:
     """Training defaults of the Adam-trained methods (UCCC, CC, SACC): the papers' Adam 3e-4 with no
     weight decay or schedule, except 1e-3 on the small CPU CNN, which is not in the papers and
-    converges several times faster with it (README, ablation), and the schedule ``cnn_scheduler``
-    there (UCCC: ``cosine-tail``, measured on the CNN only). ``batch`` is ``batch_size=N`` or
+    converges several times faster with it (README, ablation), and, where given, the schedule
+    ``cnn_scheduler`` there (UCCC: ``cosine-tail``, measured on the CNN only). ``batch`` is ``batch_size=N`` or
     ``batch_size_per_10_clusters=N``."""
-    on_cnn: dict[str, object] = {"lr": 1e-3} | ({"scheduler": cnn_scheduler} if cnn_scheduler != "none" else {})
+    on_cnn: dict[str, object] = {"lr": 1e-3} | ({"scheduler": cnn_scheduler} if cnn_scheduler else {})
     return TrainDefaults(optimizer="adam", lr=3e-4, weight_decay=0.0, scheduler="none",
                          by_backbone={"cnn": on_cnn}, **batch)  # fmt: skip
